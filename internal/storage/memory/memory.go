@@ -1,0 +1,114 @@
+// Package memory is the original service's store: a map in memory, nothing survives a
+// restart. For demos and tests.
+package memory
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"sync"
+
+	"github.com/sre-instrumentation/storage-api/internal/storage"
+)
+
+type object struct {
+	info storage.Info
+	data []byte
+}
+
+// Store is an in-memory storage.Store.
+type Store struct {
+	mu      sync.RWMutex
+	objects map[string]object
+	bytes   int64
+	closed  bool
+}
+
+// New returns an empty store.
+func New() *Store {
+	return &Store{objects: make(map[string]object)}
+}
+
+var _ storage.StatsReporter = (*Store)(nil)
+
+func (s *Store) Put(_ context.Context, id, contentType string, data []byte) (bool, error) {
+	// Copy: the caller may reuse its buffer after Put returns.
+	obj := object{
+		info: storage.Info{ContentType: contentType, ETag: storage.ETag(data), Size: int64(len(data))},
+		data: bytes.Clone(data),
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false, storage.ErrUnavailable
+	}
+	old, existed := s.objects[id]
+	s.objects[id] = obj
+	s.bytes += obj.info.Size - old.info.Size
+	return !existed, nil
+}
+
+func (s *Store) Get(_ context.Context, id string) (*storage.Object, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, storage.ErrUnavailable
+	}
+	obj, ok := s.objects[id]
+	if !ok {
+		return nil, storage.ErrNotFound
+	}
+	// Stored slices are never mutated (Put replaces them), so readers can share them.
+	return &storage.Object{Info: obj.info, Body: io.NopCloser(bytes.NewReader(obj.data))}, nil
+}
+
+func (s *Store) Stat(_ context.Context, id string) (storage.Info, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return storage.Info{}, storage.ErrUnavailable
+	}
+	obj, ok := s.objects[id]
+	if !ok {
+		return storage.Info{}, storage.ErrNotFound
+	}
+	return obj.info, nil
+}
+
+func (s *Store) Delete(_ context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return storage.ErrUnavailable
+	}
+	obj, ok := s.objects[id]
+	if !ok {
+		return storage.ErrNotFound
+	}
+	delete(s.objects, id)
+	s.bytes -= obj.info.Size
+	return nil
+}
+
+func (s *Store) Ready(context.Context) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return storage.ErrUnavailable
+	}
+	return nil
+}
+
+func (s *Store) Stats() (storage.Stats, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return storage.Stats{Objects: int64(len(s.objects)), Bytes: s.bytes}, nil
+}
+
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	s.objects = nil
+	return nil
+}

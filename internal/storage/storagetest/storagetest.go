@@ -1,0 +1,309 @@
+// Package storagetest is the conformance suite every storage.Store backend must pass.
+// A backend's test calls Run with a constructor that returns a fresh, empty store.
+package storagetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/sre-instrumentation/storage-api/internal/storage"
+)
+
+// Options tune the suite to a backend's limits.
+type Options struct {
+	// LargeSize is the size of the large-object test (default 10 MiB, the API's default limit).
+	LargeSize int
+	// Concurrency is the number of writers and readers in the concurrency test (default 8).
+	Concurrency int
+	// Rounds is the number of operations each of them performs (default 50).
+	Rounds int
+}
+
+// Run runs the suite. newStore must return a fresh empty store; Run closes it.
+func Run(t *testing.T, newStore func(t *testing.T) storage.Store, opts Options) {
+	if opts.LargeSize == 0 {
+		opts.LargeSize = 10 << 20
+	}
+	if opts.Concurrency == 0 {
+		opts.Concurrency = 8
+	}
+	if opts.Rounds == 0 {
+		opts.Rounds = 50
+	}
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s storage.Store, opts Options)
+	}{
+		{"RoundTrip", testRoundTrip},
+		{"Overwrite", testOverwrite},
+		{"Delete", testDelete},
+		{"Missing", testMissing},
+		{"EmptyBody", testEmpty},
+		{"LargeBody", testLarge},
+		{"IDsKeptByteForByte", testIDs},
+		{"CallerMayReuseBuffer", testBufferReuse},
+		{"Stats", testStats},
+		{"ConcurrentSameID", testConcurrent},
+		{"Closed", testClosed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStore(t)
+			t.Cleanup(func() { s.Close() })
+			tc.fn(t, s, opts)
+		})
+	}
+}
+
+func ctx(t *testing.T) context.Context { return t.Context() }
+
+// mustGet reads id and checks its content, content type and ETag.
+func mustGet(t *testing.T, s storage.Store, id, contentType string, want []byte) {
+	t.Helper()
+	obj, err := s.Get(ctx(t), id)
+	if err != nil {
+		t.Fatalf("Get(%q): %v", id, err)
+	}
+	got, err := io.ReadAll(obj.Body)
+	obj.Body.Close()
+	if err != nil {
+		t.Fatalf("Get(%q): read body: %v", id, err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("Get(%q) = %d bytes %.32q, want %d bytes %.32q", id, len(got), got, len(want), want)
+	}
+	if obj.ContentType != contentType {
+		t.Errorf("Get(%q).ContentType = %q, want %q", id, obj.ContentType, contentType)
+	}
+	if obj.ETag != storage.ETag(want) {
+		t.Errorf("Get(%q).ETag = %q, want %q", id, obj.ETag, storage.ETag(want))
+	}
+	if obj.Size != int64(len(want)) {
+		t.Errorf("Get(%q).Size = %d, want %d", id, obj.Size, len(want))
+	}
+	info, err := s.Stat(ctx(t), id)
+	if err != nil {
+		t.Fatalf("Stat(%q): %v", id, err)
+	}
+	if info != obj.Info {
+		t.Errorf("Stat(%q) = %+v, Get gave %+v", id, info, obj.Info)
+	}
+}
+
+func mustPut(t *testing.T, s storage.Store, id, contentType string, data []byte, wantCreated bool) {
+	t.Helper()
+	created, err := s.Put(ctx(t), id, contentType, data)
+	if err != nil {
+		t.Fatalf("Put(%q): %v", id, err)
+	}
+	if created != wantCreated {
+		t.Fatalf("Put(%q) created = %v, want %v", id, created, wantCreated)
+	}
+}
+
+func testRoundTrip(t *testing.T, s storage.Store, _ Options) {
+	mustPut(t, s, "a", "application/json", []byte(`{"data":"some json"}`), true)
+	mustGet(t, s, "a", "application/json", []byte(`{"data":"some json"}`))
+	if err := s.Ready(ctx(t)); err != nil {
+		t.Fatalf("Ready: %v", err)
+	}
+}
+
+func testOverwrite(t *testing.T, s storage.Store, _ Options) {
+	mustPut(t, s, "a", "text/plain", []byte("first version, longer"), true)
+	mustPut(t, s, "a", "application/octet-stream", []byte("second"), false)
+	mustGet(t, s, "a", "application/octet-stream", []byte("second"))
+}
+
+func testDelete(t *testing.T, s storage.Store, _ Options) {
+	mustPut(t, s, "a", "text/plain", []byte("x"), true)
+	mustPut(t, s, "b", "text/plain", []byte("y"), true)
+	if err := s.Delete(ctx(t), "a"); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if _, err := s.Get(ctx(t), "a"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("Get after Delete: err = %v, want ErrNotFound", err)
+	}
+	if err := s.Delete(ctx(t), "a"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("second Delete: err = %v, want ErrNotFound", err)
+	}
+	mustGet(t, s, "b", "text/plain", []byte("y"))
+	// A deleted id is new again.
+	mustPut(t, s, "a", "text/plain", []byte("z"), true)
+}
+
+func testMissing(t *testing.T, s storage.Store, _ Options) {
+	if _, err := s.Get(ctx(t), "missing"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("Get: err = %v, want ErrNotFound", err)
+	}
+	if _, err := s.Stat(ctx(t), "missing"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("Stat: err = %v, want ErrNotFound", err)
+	}
+	if err := s.Delete(ctx(t), "missing"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("Delete: err = %v, want ErrNotFound", err)
+	}
+}
+
+func testEmpty(t *testing.T, s storage.Store, _ Options) {
+	mustPut(t, s, "empty", "application/octet-stream", nil, true)
+	mustGet(t, s, "empty", "application/octet-stream", []byte{})
+}
+
+func testLarge(t *testing.T, s storage.Store, opts Options) {
+	data := make([]byte, opts.LargeSize)
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range data {
+		data[i] = byte(r.Uint32())
+	}
+	mustPut(t, s, "large", "application/octet-stream", data, true)
+	mustGet(t, s, "large", "application/octet-stream", data)
+}
+
+func testIDs(t *testing.T, s storage.Store, _ Options) {
+	ids := []string{
+		"with space", "slash/inside", "../dots", "ünïcødé-日本", "percent%2F", "a?b#c",
+		strings.Repeat("x", 1024), "UPPER", "upper",
+	}
+	for i, id := range ids {
+		mustPut(t, s, id, "text/plain", []byte(fmt.Sprint(i)), true)
+	}
+	for i, id := range ids {
+		mustGet(t, s, id, "text/plain", []byte(fmt.Sprint(i)))
+	}
+}
+
+func testBufferReuse(t *testing.T, s storage.Store, _ Options) {
+	buf := []byte("original")
+	mustPut(t, s, "a", "text/plain", buf, true)
+	copy(buf, "XXXXXXXX")
+	mustGet(t, s, "a", "text/plain", []byte("original"))
+}
+
+func testStats(t *testing.T, s storage.Store, _ Options) {
+	sr, ok := s.(storage.StatsReporter)
+	if !ok {
+		t.Skip("backend does not report stats")
+	}
+	want := func(objects, size int64) {
+		t.Helper()
+		st, err := sr.Stats()
+		if err != nil {
+			t.Fatalf("Stats: %v", err)
+		}
+		if st != (storage.Stats{Objects: objects, Bytes: size}) {
+			t.Fatalf("Stats = %+v, want {Objects:%d Bytes:%d}", st, objects, size)
+		}
+	}
+	want(0, 0)
+	mustPut(t, s, "a", "", []byte("12345"), true)
+	mustPut(t, s, "b", "", []byte("123"), true)
+	want(2, 8)
+	mustPut(t, s, "a", "", []byte("1"), false)
+	want(2, 4)
+	if err := s.Delete(ctx(t), "b"); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Delete(ctx(t), "b") // not found: must not change the totals
+	want(1, 1)
+}
+
+// testConcurrent runs writers and readers on one id. Every read must see one whole
+// version (its bytes match its ETag and its content type matches the bytes), and
+// exactly one of the first writes to the id reports created.
+func testConcurrent(t *testing.T, s storage.Store, opts Options) {
+	const id = "contended"
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*opts.Concurrency*opts.Rounds)
+	for w := range opts.Concurrency {
+		wg.Go(func() {
+			for i := range opts.Rounds {
+				body := []byte(strings.Repeat(fmt.Sprintf("w%d-%d;", w, i), 1+i%7))
+				if _, err := s.Put(context.Background(), id, "text/w"+fmt.Sprint(w), body); err != nil {
+					errs <- fmt.Errorf("Put: %w", err)
+				}
+			}
+		})
+		wg.Go(func() {
+			for range opts.Rounds {
+				obj, err := s.Get(context.Background(), id)
+				if errors.Is(err, storage.ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					errs <- fmt.Errorf("Get: %w", err)
+					continue
+				}
+				data, err := io.ReadAll(obj.Body)
+				obj.Body.Close()
+				if err != nil {
+					errs <- fmt.Errorf("read: %w", err)
+					continue
+				}
+				if storage.ETag(data) != obj.ETag || int64(len(data)) != obj.Size {
+					errs <- fmt.Errorf("torn read: etag/size do not match %d bytes", len(data))
+				}
+				if w := "text/" + strings.SplitN(string(data), "-", 2)[0]; w != obj.ContentType {
+					errs <- fmt.Errorf("torn read: content type %q with body %.16q", obj.ContentType, data)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if t.Failed() {
+		return
+	}
+	if err := s.Delete(context.Background(), id); err != nil {
+		t.Fatalf("final Delete: %v", err)
+	}
+
+	// Concurrent creates of a new id: exactly one is "created".
+	var created sync.WaitGroup
+	results := make(chan bool, opts.Concurrency)
+	for range opts.Concurrency {
+		created.Go(func() {
+			c, err := s.Put(context.Background(), "fresh", "text/plain", []byte("x"))
+			if err != nil {
+				t.Errorf("Put: %v", err)
+			}
+			results <- c
+		})
+	}
+	created.Wait()
+	close(results)
+	n := 0
+	for c := range results {
+		if c {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d concurrent creates of one id reported created, want exactly 1", n)
+	}
+}
+
+func testClosed(t *testing.T, s storage.Store, _ Options) {
+	mustPut(t, s, "a", "text/plain", []byte("x"), true)
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := s.Ready(ctx(t)); !errors.Is(err, storage.ErrUnavailable) {
+		t.Errorf("Ready after Close: err = %v, want ErrUnavailable", err)
+	}
+	if _, err := s.Put(ctx(t), "b", "text/plain", []byte("x")); !errors.Is(err, storage.ErrUnavailable) {
+		t.Errorf("Put after Close: err = %v, want ErrUnavailable", err)
+	}
+	if _, err := s.Get(ctx(t), "a"); !errors.Is(err, storage.ErrUnavailable) {
+		t.Errorf("Get after Close: err = %v, want ErrUnavailable", err)
+	}
+}

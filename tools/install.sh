@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs the pinned external tools the tests need (Prometheus, promtool, helm, versitygw)
+# into .tools/bin, which git ignores. Each tool is rebuilt only when its pinned version changes:
+# a stamp file per tool records the version it was built from.
+#
+#   tools/install.sh            # all tools
+#   tools/install.sh helm       # just one
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+root=$(pwd)
+bin="$root/.tools/bin"
+mkdir -p "$bin"
+
+# Pinned versions. Prometheus module v0.316.0 is release v3.16.0; keep this in step with
+# the prom/prometheus image tag in docker-compose.yml (a test checks it).
+PROMETHEUS_VERSION=v0.316.0
+ALERTMANAGER_VERSION=v0.35.0
+HELM_VERSION=v4.3.1
+VERSITYGW_VERSION=v1.8.0
+
+# install NAME VERSION PACKAGE [go install flags...]
+install() {
+  local name=$1 version=$2 pkg=$3
+  shift 3
+  local stamp="$bin/.$name.version"
+  if [[ -x "$bin/$name" && -f "$stamp" && "$(cat "$stamp")" == "$version $*" ]]; then
+    return 0
+  fi
+  echo "tools: building $name $version (cached afterwards in .tools/bin)" >&2
+  local start=$SECONDS
+  GOBIN="$bin" GOFLAGS=-mod=mod go install "$@" "$pkg@$version"
+  echo "$version $*" >"$stamp"
+  echo "tools: $name built in $((SECONDS - start))s" >&2
+}
+
+want=("$@")
+[[ ${#want[@]} -gt 0 ]] || want=(prometheus promtool helm versitygw amtool)
+
+for t in "${want[@]}"; do
+  case "$t" in
+    # remove_all_sd drops the service-discovery plugins: half the build time, static targets still work.
+    prometheus) install prometheus "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/prometheus -tags remove_all_sd -ldflags "-s -w" ;;
+    promtool) install promtool "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/promtool -tags remove_all_sd -ldflags "-s -w" ;;
+    amtool) install amtool "$ALERTMANAGER_VERSION" github.com/prometheus/alertmanager/cmd/amtool -ldflags "-s -w" ;;
+    helm) install helm "$HELM_VERSION" helm.sh/helm/v4/cmd/helm -ldflags "-s -w" ;;
+    versitygw) install versitygw "$VERSITYGW_VERSION" github.com/versity/versitygw/cmd/versitygw -ldflags "-s -w" ;;
+    *) echo "tools: unknown tool $t" >&2; exit 2 ;;
+  esac
+done
