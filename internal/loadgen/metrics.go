@@ -1,0 +1,87 @@
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// durationBuckets are the server's http_request_duration_seconds buckets, so
+// client- and server-observed latency can be compared bucket by bucket.
+var durationBuckets = []float64{.005, .01, .025, .05, .075, .1, .25, .5, .75, 1, 2.5, 5, 7.5, 10}
+
+// Metrics are loadgen's own Prometheus metrics, on a private registry so
+// that nothing registered globally by a library leaks into /metrics.
+type Metrics struct {
+	Registry *prometheus.Registry
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// NewMetrics creates and registers the metrics.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "loadgen_requests_total",
+			Help: "Requests sent by loadgen that finished, by method and status code (\"error\" when no HTTP answer came).",
+		}, []string{"method", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:                            "loadgen_request_duration_seconds",
+			Help:                            "Client-observed request latency; in rate mode measured from the scheduled send time.",
+			Buckets:                         durationBuckets,
+			NativeHistogramBucketFactor:     1.1,
+			NativeHistogramMaxBucketNumber:  160,
+			NativeHistogramMinResetDuration: time.Hour,
+		}, []string{"method"}),
+	}
+	m.Registry.MustRegister(
+		m.requests, m.duration,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+// Observe records one finished request.
+func (m *Metrics) Observe(method string, code int, err error, latency time.Duration) {
+	m.requests.WithLabelValues(method, StatusLabel(code, err)).Inc()
+	m.duration.WithLabelValues(method).Observe(latency.Seconds())
+}
+
+// Handler serves /metrics, and /healthz for container probes.
+func (m *Metrics) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux
+}
+
+// serveMetrics listens on addr at once, so a taken port fails the start, and
+// serves in the background. The returned function shuts the server down.
+func serveMetrics(addr string, h http.Handler, log *slog.Logger) (net.Addr, func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server", "err", err)
+		}
+	}()
+	return ln.Addr(), func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
+}

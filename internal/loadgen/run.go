@@ -1,0 +1,130 @@
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Exit codes of Main.
+const (
+	ExitOK       = 0 // finished or stopped by a signal, error ratio within the limit
+	ExitFailed   = 1 // error ratio above -max-error-ratio, or the run could not start
+	ExitBadUsage = 2 // invalid flags or environment
+)
+
+// Main parses the configuration, runs, prints the summary to stdout and
+// returns the exit code. ctx is cancelled by SIGTERM/SIGINT.
+func Main(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cfg, err := ParseConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return ExitOK
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "loadgen:", err)
+		return ExitBadUsage
+	}
+	sum, err := Run(ctx, cfg, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "loadgen:", err)
+		return ExitFailed
+	}
+	if cfg.Output == "json" {
+		err = sum.WriteJSON(stdout)
+	} else {
+		err = sum.WriteText(stdout)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "loadgen: writing summary:", err)
+		return ExitFailed
+	}
+	if !sum.Passed() {
+		fmt.Fprintf(stderr, "loadgen: error ratio %.4f exceeds -max-error-ratio %.4f\n", sum.ErrorRatio, sum.MaxErrorRatio)
+		return ExitFailed
+	}
+	return ExitOK
+}
+
+// Run waits for the target, sends traffic until cfg.Duration has passed or
+// ctx is done, lets the requests in flight finish, and returns the summary.
+// Progress and logs go to stderr. It fails only when it cannot start.
+func Run(ctx context.Context, cfg Config, stderr io.Writer) (Summary, error) {
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	stats := NewStats()
+	metrics := NewMetrics()
+	c := newClient(cfg, stats, metrics)
+	defer c.close()
+	sum := Summary{Mode: cfg.Mode, Target: cfg.Target, MaxErrorRatio: cfg.MaxErrorRatio, StoppedBy: "signal"}
+	if cfg.Mode == ModeRate {
+		sum.TargetRate = cfg.Rate
+	}
+
+	if cfg.MetricsAddress != "" {
+		addr, shutdown, err := serveMetrics(cfg.MetricsAddress, metrics.Handler(), log)
+		if err != nil {
+			return sum, fmt.Errorf("metrics listener: %w", err)
+		}
+		defer shutdown()
+		log.Info("serving metrics", "address", addr.String())
+	}
+	if cfg.ReadyTimeout > 0 {
+		if err := waitReady(ctx, c.http, cfg.Target, cfg.ReadyTimeout, log); err != nil {
+			if ctx.Err() != nil { // stopped while waiting: a clean, empty run
+				return finish(sum, stats, 0), nil
+			}
+			return sum, err
+		}
+	}
+
+	stop, cancel := ctx, context.CancelFunc(func() {})
+	if cfg.Duration > 0 {
+		stop, cancel = context.WithTimeout(ctx, cfg.Duration)
+	}
+	defer cancel()
+	// Requests in flight when stop comes are allowed to finish (bounded by
+	// -timeout) so that every request the target saw is counted.
+	reqCtx := context.WithoutCancel(ctx)
+	log.Info("starting", "mode", cfg.Mode, "target", cfg.Target, "concurrency", cfg.Concurrency,
+		"rate", cfg.Rate, "duration", cfg.Duration.String(), "ids", cfg.IDs, "size", cfg.Size.String(),
+		"mix", cfg.Mix.String(), "think", cfg.Think.String())
+
+	var stoppedAt atomic.Int64
+	context.AfterFunc(stop, func() { stoppedAt.Store(time.Now().UnixNano()) })
+	progressCtx, stopProgress := context.WithCancel(context.Background())
+	var progressDone sync.WaitGroup
+	progressDone.Go(func() { reportProgress(progressCtx, stats, stderr, isTerminal(stderr), log) })
+
+	start := time.Now()
+	if cfg.Mode == ModeRate {
+		start = runRate(stop, reqCtx, cfg, c)
+	} else {
+		runScenario(stop, reqCtx, cfg, c)
+	}
+	stopProgress()
+	progressDone.Wait()
+
+	end := time.Now()
+	if at := stoppedAt.Load(); at != 0 {
+		end = time.Unix(0, at)
+	}
+	if ctx.Err() == nil {
+		sum.StoppedBy = "duration"
+	}
+	sum = finish(sum, stats, end.Sub(start))
+	log.Info("finished", "stopped_by", sum.StoppedBy, "requests", sum.Requests, "errors", sum.Errors)
+	return sum, nil
+}
+
+// finish copies the counts of stats into sum.
+func finish(sum Summary, stats *Stats, elapsed time.Duration) Summary {
+	counts := stats.Summarize(elapsed)
+	counts.Mode, counts.Target, counts.StoppedBy = sum.Mode, sum.Target, sum.StoppedBy
+	counts.MaxErrorRatio, counts.TargetRate = sum.MaxErrorRatio, sum.TargetRate
+	return counts
+}
