@@ -1,0 +1,283 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"math"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sre-instrumentation/storage-api/internal/loadgen/apitest"
+)
+
+// startAPI starts the in-process API on 127.0.0.1.
+func startAPI(t *testing.T, api *apitest.Server) string {
+	t.Helper()
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// testConfig is a short run against target with metrics switched off.
+func testConfig(t *testing.T, target string, args ...string) Config {
+	t.Helper()
+	base := []string{"-target", target, "-metrics-address", "", "-ready-timeout", "5s"}
+	c, err := ParseConfig(append(base, args...), func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func sumCounts(m map[string]map[string]int64) int64 {
+	var n int64
+	for _, byStatus := range m {
+		for _, v := range byStatus {
+			n += v
+		}
+	}
+	return n
+}
+
+// TestSummaryCountsMatchServer runs both modes and compares the summary's
+// per-method, per-status counts with the statuses the server sent.
+func TestSummaryCountsMatchServer(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+	}{
+		// Few ids and several users: GETs and DELETEs race and find nothing.
+		{"scenario", []string{"-mode", "scenario", "-concurrency", "6", "-ids", "3", "-think", "20ms", "-duration", "1s", "-size", "16-256"}},
+		{"rate", []string{"-mode", "rate", "-rate", "150", "-concurrency", "4", "-ids", "5", "-duration", "1s", "-mix", "put=2,get=2,head=1,delete=1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			api := &apitest.Server{}
+			cfg := testConfig(t, startAPI(t, api), tt.args...)
+			sum, err := Run(t.Context(), cfg, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := api.Counts()
+			if !reflect.DeepEqual(sum.ByMethodStatus, want) {
+				t.Errorf("summary counts %v\nserver counts  %v", sum.ByMethodStatus, want)
+			}
+			if sum.Requests != sumCounts(want) || sum.Requests < 20 {
+				t.Errorf("requests = %d, server saw %d", sum.Requests, sumCounts(want))
+			}
+			if sum.Errors != 0 || sum.TransportErrors != 0 || sum.StoppedBy != "duration" {
+				t.Errorf("errors %d transport %d stopped by %s", sum.Errors, sum.TransportErrors, sum.StoppedBy)
+			}
+			if tt.name == "scenario" {
+				for _, m := range []string{"PUT", "GET", "DELETE"} {
+					if len(sum.ByMethodStatus[m]) == 0 {
+						t.Errorf("scenario sent no %s", m)
+					}
+				}
+				if len(sum.ByMethodStatus["HEAD"]) != 0 {
+					t.Errorf("scenario sent HEAD")
+				}
+			}
+		})
+	}
+}
+
+// TestRateModeAchievesRate is the requested accuracy check: 200 req/s for
+// 3 s must come within 5%.
+func TestRateModeAchievesRate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes 3 s")
+	}
+	api := &apitest.Server{}
+	cfg := testConfig(t, startAPI(t, api), "-mode", "rate", "-rate", "200", "-concurrency", "16", "-duration", "3s", "-mix", "put=1,get=1")
+	sum, err := Run(t.Context(), cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(sum.AchievedRate-200)/200 > 0.05 {
+		t.Errorf("achieved %.1f req/s, want 200 ± 5%%", sum.AchievedRate)
+	}
+	if math.Abs(float64(sum.Requests)-600)/600 > 0.05 {
+		t.Errorf("sent %d requests, want 600 ± 5%%", sum.Requests)
+	}
+	if math.Abs(sum.DurationSeconds-3) > 0.15 {
+		t.Errorf("duration %.3f s, want 3 s", sum.DurationSeconds)
+	}
+	if sum.TargetRate != 200 {
+		t.Errorf("target_rate = %v", sum.TargetRate)
+	}
+}
+
+// TestErrorRatioExit has the server answer 503 to every 4th request.
+func TestErrorRatioExit(t *testing.T) {
+	tests := []struct {
+		maxRatio string
+		wantCode int
+	}{
+		{"0.1", ExitFailed},
+		{"0.5", ExitOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.maxRatio, func(t *testing.T) {
+			api := &apitest.Server{FailEvery: 4}
+			var stdout, stderr bytes.Buffer
+			code := Main(t.Context(), []string{
+				"-target", startAPI(t, api), "-metrics-address", "", "-mode", "rate", "-rate", "200",
+				"-duration", "500ms", "-max-error-ratio", tt.maxRatio, "-output", "json",
+			}, func(string) string { return "" }, &stdout, &stderr)
+			if code != tt.wantCode {
+				t.Fatalf("exit code %d, want %d; stderr:\n%s", code, tt.wantCode, stderr.String())
+			}
+			var sum Summary
+			if err := json.Unmarshal(stdout.Bytes(), &sum); err != nil {
+				t.Fatalf("summary %q: %v", stdout.String(), err)
+			}
+			var served503 int64
+			for _, byStatus := range api.Counts() {
+				served503 += byStatus["503"]
+			}
+			if sum.Errors != served503 || sum.Errors == 0 {
+				t.Errorf("errors = %d, server sent %d 503s", sum.Errors, served503)
+			}
+			if r := sum.ErrorRatio; r < 0.2 || r > 0.3 {
+				t.Errorf("error ratio %.3f, want about 0.25", r)
+			}
+		})
+	}
+}
+
+// TestTransportErrors points loadgen at a closed port: every request is a
+// transport error, counted under status "error".
+func TestTransportErrors(t *testing.T) {
+	srv := httptest.NewServer(&apitest.Server{})
+	target := srv.URL
+	srv.Close()
+	cfg := testConfig(t, target, "-ready-timeout", "0", "-mode", "rate", "-rate", "50", "-duration", "200ms", "-mix", "get=1")
+	sum, err := Run(t.Context(), cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Requests == 0 || sum.TransportErrors != sum.Requests || sum.Errors != sum.Requests ||
+		sum.ByMethodStatus["GET"][StatusError] != sum.Requests || sum.ErrorRatio != 1 {
+		t.Errorf("unexpected summary %+v", sum)
+	}
+	if sum.Passed() != true { // default -max-error-ratio 1 never fails
+		t.Errorf("default limit failed the run")
+	}
+}
+
+// TestStopByContext stands in for SIGTERM: cancelling the context stops an
+// unbounded run, the summary is printed and the exit code is 0.
+func TestStopByContext(t *testing.T) {
+	for _, mode := range []string{ModeScenario, ModeRate} {
+		t.Run(mode, func(t *testing.T) {
+			api := &apitest.Server{}
+			ctx, cancel := context.WithTimeout(t.Context(), 700*time.Millisecond)
+			defer cancel()
+			var stdout, stderr bytes.Buffer
+			code := Main(ctx, []string{
+				"-target", startAPI(t, api), "-metrics-address", "127.0.0.1:0", "-mode", mode,
+				"-think", "10ms", "-rate", "100", "-duration", "0", "-output", "json",
+			}, func(string) string { return "" }, &stdout, &stderr)
+			if code != ExitOK {
+				t.Fatalf("exit code %d; stderr:\n%s", code, stderr.String())
+			}
+			var sum Summary
+			if err := json.Unmarshal(stdout.Bytes(), &sum); err != nil {
+				t.Fatalf("summary %q: %v", stdout.String(), err)
+			}
+			if sum.StoppedBy != "signal" || sum.Requests == 0 || sum.Requests != sumCounts(api.Counts()) {
+				t.Errorf("stopped by %q, requests %d, server saw %d", sum.StoppedBy, sum.Requests, sumCounts(api.Counts()))
+			}
+		})
+	}
+}
+
+// TestJSONShape pins the field names other tools read.
+func TestJSONShape(t *testing.T) {
+	api := &apitest.Server{}
+	var stdout bytes.Buffer
+	code := Main(t.Context(), []string{"-target", startAPI(t, api), "-metrics-address", "", "-mode", "rate",
+		"-rate", "100", "-duration", "300ms", "-output", "json"}, func(string) string { return "" }, &stdout, io.Discard)
+	if code != ExitOK {
+		t.Fatalf("exit code %d", code)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(stdout.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"mode", "duration_seconds", "requests", "errors", "error_ratio", "achieved_rate",
+		"by_method_status", "transport_errors", "latency_seconds"} {
+		if _, ok := got[k]; !ok {
+			t.Errorf("summary lacks %q: %s", k, stdout.String())
+		}
+	}
+	lat, _ := got["latency_seconds"].(map[string]any)
+	for _, k := range []string{"p50", "p90", "p99", "max"} {
+		if v, ok := lat[k].(float64); !ok || v <= 0 {
+			t.Errorf("latency_seconds.%s = %v", k, lat[k])
+		}
+	}
+	if lat["p50"].(float64) > lat["p99"].(float64) || lat["p99"].(float64) > lat["max"].(float64) {
+		t.Errorf("quantiles out of order: %v", lat)
+	}
+	if got["mode"] != "rate" || strings.Count(strings.TrimSpace(stdout.String()), "\n") != 0 {
+		t.Errorf("want one JSON line in rate mode, got %s", stdout.String())
+	}
+}
+
+func TestTextSummary(t *testing.T) {
+	sum := Summary{Mode: "rate", Target: "http://x", StoppedBy: "duration", DurationSeconds: 2, Requests: 3, Errors: 1,
+		ErrorRatio: 1.0 / 3, MaxErrorRatio: 1, AchievedRate: 1.5, TargetRate: 2, TransportErrors: 1,
+		ByMethodStatus: map[string]map[string]int64{"GET": {"200": 1, "error": 1}, "PUT": {"201": 1}},
+		Latency:        Latency{P50: 0.0012, P90: 0.0031, P99: 0.25, Max: 1.5}}
+	var b strings.Builder
+	if err := sum.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	// Compare with runs of spaces squeezed: the column widths are tabwriter's.
+	text := strings.Join(strings.Fields(b.String()), " ")
+	for _, want := range []string{"requests 3", "1.5 req/s achieved, 2.0 req/s asked", "33.33%", "p99 250ms", "max 1.5s",
+		"GET 200 1 GET error 1 PUT 201 1"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text summary lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+// TestWaitReady checks the /readyz wait: it rides out a few 503s and gives
+// up after -ready-timeout with exit code 1.
+func TestWaitReady(t *testing.T) {
+	api := &apitest.Server{NotReady: 2}
+	cfg := testConfig(t, startAPI(t, api), "-duration", "100ms", "-think", "0")
+	if _, err := Run(t.Context(), cfg, io.Discard); err != nil {
+		t.Fatalf("ready after two 503s: %v", err)
+	}
+
+	never := &apitest.Server{NotReady: math.MaxInt}
+	var stderr bytes.Buffer
+	code := Main(t.Context(), []string{"-target", startAPI(t, never), "-metrics-address", "", "-ready-timeout", "400ms"},
+		func(string) string { return "" }, io.Discard, &stderr)
+	if code != ExitFailed || !strings.Contains(stderr.String(), "not ready") {
+		t.Errorf("exit code %d, stderr:\n%s", code, stderr.String())
+	}
+	if len(never.Counts()) != 0 {
+		t.Errorf("traffic sent to a target that never became ready: %v", never.Counts())
+	}
+}
+
+func TestBadFlagsExit2(t *testing.T) {
+	var stderr bytes.Buffer
+	if code := Main(t.Context(), []string{"-mix", "post=1"}, func(string) string { return "" }, io.Discard, &stderr); code != ExitBadUsage {
+		t.Errorf("exit code %d, want %d", code, ExitBadUsage)
+	}
+	if code := Main(t.Context(), []string{"-h"}, func(string) string { return "" }, io.Discard, &stderr); code != ExitOK {
+		t.Errorf("-h exit code %d, want 0", code)
+	}
+}
+
