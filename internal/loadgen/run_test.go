@@ -280,4 +280,3 @@ func TestBadFlagsExit2(t *testing.T) {
 		t.Errorf("-h exit code %d, want 0", code)
 	}
 }
-
