@@ -62,13 +62,13 @@ func reportProgress(ctx context.Context, stats *Stats, w io.Writer, terminal boo
 			return
 		case now := <-t.C:
 			p := stats.TakeProgress()
-			line := progressLine(now.Sub(start), p, now.Sub(last))
+			window := now.Sub(last)
 			last = now
 			if terminal {
-				fmt.Fprint(w, "\r\033[2K"+line)
+				fmt.Fprint(w, "\r\033[2K"+progressLine(now.Sub(start), p, window))
 			} else {
 				log.Info("progress", "elapsed", now.Sub(start).Round(time.Second).String(),
-					"requests", p.Requests, "rate", fmt.Sprintf("%.1f", float64(p.WindowRequests)/interval.Seconds()),
+					"requests", p.Requests, "rate", fmt.Sprintf("%.1f", float64(p.WindowRequests)/window.Seconds()),
 					"errors", p.Errors, "p99", fmtSeconds(p.WindowP99.Seconds()))
 			}
 		}

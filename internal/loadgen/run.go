@@ -90,9 +90,14 @@ func Run(ctx context.Context, cfg Config, stderr io.Writer) (Summary, error) {
 	// Requests in flight when stop comes are allowed to finish (bounded by
 	// -timeout) so that every request the target saw is counted.
 	reqCtx := context.WithoutCancel(ctx)
-	log.Info("starting", "mode", cfg.Mode, "target", cfg.Target, "concurrency", cfg.Concurrency,
-		"rate", cfg.Rate, "duration", cfg.Duration.String(), "ids", cfg.IDs, "size", cfg.Size.String(),
-		"mix", cfg.Mix.String(), "think", cfg.Think.String())
+	attrs := []any{"mode", cfg.Mode, "target", cfg.Target, "concurrency", cfg.Concurrency,
+		"duration", cfg.Duration.String(), "ids", cfg.IDs, "size", cfg.Size.String()}
+	if cfg.Mode == ModeRate {
+		attrs = append(attrs, "rate", cfg.Rate, "mix", cfg.Mix.String())
+	} else {
+		attrs = append(attrs, "think", cfg.Think.String())
+	}
+	log.Info("starting", attrs...)
 
 	var stoppedAt atomic.Int64
 	context.AfterFunc(stop, func() { stoppedAt.Store(time.Now().UnixNano()) })
