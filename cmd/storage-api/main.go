@@ -1,0 +1,191 @@
+// Command storage-api serves the Storage API: PUT/GET/HEAD/DELETE /api/buckets/{id},
+// with /healthz, /readyz and Prometheus metrics at /metrics. Run with -h for its flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sre-instrumentation/storage-api/internal/api"
+	"github.com/sre-instrumentation/storage-api/internal/config"
+	"github.com/sre-instrumentation/storage-api/internal/fault"
+	"github.com/sre-instrumentation/storage-api/internal/logging"
+	"github.com/sre-instrumentation/storage-api/internal/metrics"
+	"github.com/sre-instrumentation/storage-api/internal/storage"
+	"github.com/sre-instrumentation/storage-api/internal/storage/bolt"
+	"github.com/sre-instrumentation/storage-api/internal/storage/memory"
+	"github.com/sre-instrumentation/storage-api/internal/storage/s3"
+)
+
+// Set at build time: -ldflags "-X main.version=... -X main.revision=...".
+var (
+	version  = "dev"
+	revision = "unknown"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case err == nil:
+	case errors.Is(err, config.ErrHelp):
+	default:
+		fmt.Fprintln(os.Stderr, "storage-api:", err)
+		os.Exit(1)
+	}
+}
+
+// run starts the server and blocks until ctx is cancelled (a signal), then shuts down
+// gracefully: readiness fails, the listener closes, in-flight requests finish, the
+// store closes.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := config.Parse(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	switch {
+	case cfg.Version:
+		fmt.Fprintf(stdout, "storage-api %s (revision %s, %s)\n", version, revision, runtime.Version())
+		return nil
+	case cfg.Healthcheck:
+		return healthcheck(ctx, cfg)
+	}
+
+	logger := logging.New(stdout, cfg.LogLevel)
+	defer logger.Close()
+	log := logger.Logger
+
+	store, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	storeClosed := false
+	defer func() {
+		if !storeClosed {
+			store.Close()
+		}
+	}()
+
+	reg := metrics.NewRegistry(version, revision)
+	store = metrics.InstrumentStore(store, cfg.Storage, reg)
+	var httpMetrics *metrics.HTTP
+	if cfg.Metrics {
+		httpMetrics = metrics.NewHTTP(reg)
+	}
+	var faults *fault.Injector
+	if cfg.Fault.Enabled() {
+		faults = fault.New(cfg.Fault, reg, func(w http.ResponseWriter) { api.Unavailable(w, "injected fault") })
+		log.Warn("fault injection is on", "error_ratio", cfg.Fault.ErrorRatio,
+			"latency", cfg.Fault.Latency.String(), "latency_ratio", cfg.Fault.LatencyRatio)
+	}
+
+	var shuttingDown atomic.Bool
+	handler := api.New(api.Options{
+		Store:          store,
+		MaxObjectSize:  cfg.MaxObjectSize,
+		Log:            log,
+		AccessLog:      cfg.AccessLog,
+		Metrics:        httpMetrics,
+		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, EnableOpenMetrics: true}),
+		Faults:         faults,
+		ShuttingDown:   shuttingDown.Load,
+	})
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", cfg.ListenAddress)
+	if err != nil {
+		return err
+	}
+	log.Info("storage-api listening", "address", ln.Addr().String(), "storage", cfg.Storage,
+		"version", version, "revision", revision, "metrics", cfg.Metrics)
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+
+	shuttingDown.Store(true)
+	log.Info("shutting down: readiness now fails", "delay", cfg.ShutdownDelay.String(), "timeout", cfg.ShutdownTimeout.String())
+	if cfg.ShutdownDelay > 0 {
+		time.Sleep(cfg.ShutdownDelay)
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	err = srv.Shutdown(shutdownCtx)
+	if err != nil {
+		log.Error("in-flight requests did not finish in time", "error", err)
+		srv.Close()
+	}
+	storeClosed = true
+	if cerr := store.Close(); cerr != nil {
+		log.Error("closing the store failed", "error", cerr)
+		err = errors.Join(err, cerr)
+	}
+	if err == nil {
+		log.Info("shutdown complete")
+	}
+	return err
+}
+
+func openStore(ctx context.Context, cfg config.Config) (storage.Store, error) {
+	switch cfg.Storage {
+	case "memory":
+		return memory.New(), nil
+	case "bolt":
+		return bolt.Open(cfg.DataDir)
+	case "s3":
+		return s3.Open(ctx, s3.Config{
+			Bucket: cfg.S3.Bucket, Prefix: cfg.S3.Prefix, Endpoint: cfg.S3.Endpoint,
+			Region: cfg.S3.Region, PathStyle: cfg.S3.PathStyle,
+		})
+	}
+	return nil, fmt.Errorf("unknown storage backend %q", cfg.Storage)
+}
+
+// healthcheck is the container's HEALTHCHECK: the image has no shell or curl.
+func healthcheck(ctx context.Context, cfg config.Config) error {
+	url, err := cfg.HealthcheckURL()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: %s answered %s", url, resp.Status)
+	}
+	return nil
+}

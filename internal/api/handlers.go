@@ -1,0 +1,234 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sre-instrumentation/storage-api/internal/storage"
+)
+
+const (
+	defaultContentType = "application/octet-stream"
+	maxContentType     = 255
+)
+
+// putObject stores the body under id: 201 if the id was new, 204 if it replaced an object.
+func putObject(store storage.Store, maxSize int64, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		if err := ValidateID(id); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		contentType := r.Header.Get("Content-Type")
+		if contentType == "" {
+			contentType = defaultContentType
+		}
+		if len(contentType) > maxContentType {
+			writeError(w, http.StatusBadRequest, "Content-Type header too long")
+			return
+		}
+		if r.ContentLength > maxSize {
+			writeError(w, http.StatusRequestEntityTooLarge, tooLarge(maxSize))
+			return
+		}
+		data, err := readBody(w, r, maxSize)
+		if err != nil {
+			if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+				writeError(w, http.StatusRequestEntityTooLarge, tooLarge(maxSize))
+				return
+			}
+			// The client stopped sending (or went away): nothing was stored.
+			writeError(w, http.StatusBadRequest, "could not read request body")
+			return
+		}
+		created, err := store.Put(r.Context(), id, contentType, data)
+		if err != nil {
+			storeError(w, r, log, err)
+			return
+		}
+		w.Header().Set("ETag", quoteETag(storage.ETag(data)))
+		if created {
+			w.Header().Set("Location", "/api/buckets/"+url.PathEscape(id))
+			w.WriteHeader(http.StatusCreated)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
+// readBody reads the whole body, at most maxSize bytes. A known Content-Length sizes the
+// buffer exactly, so the common case allocates once.
+func readBody(w http.ResponseWriter, r *http.Request, maxSize int64) ([]byte, error) {
+	body := http.MaxBytesReader(w, r.Body, maxSize)
+	if r.ContentLength >= 0 {
+		// +1 so that reading to EOF does not have to grow the buffer.
+		buf := bytes.NewBuffer(make([]byte, 0, r.ContentLength+1))
+		_, err := buf.ReadFrom(body)
+		return buf.Bytes(), err
+	}
+	return io.ReadAll(body)
+}
+
+func tooLarge(maxSize int64) string {
+	return "object too large: the limit is " + strconv.FormatInt(maxSize, 10) + " bytes"
+}
+
+// getObject answers GET and HEAD: the bytes with their stored Content-Type, the length
+// and a strong ETag; 304 when If-None-Match names the current ETag.
+func getObject(store storage.Store, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		if err := ValidateID(id); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		var (
+			info storage.Info
+			body io.ReadCloser
+			err  error
+		)
+		if r.Method == http.MethodHead {
+			info, err = store.Stat(r.Context(), id)
+		} else {
+			var obj *storage.Object
+			if obj, err = store.Get(r.Context(), id); err == nil {
+				info, body = obj.Info, obj.Body
+				defer body.Close()
+			}
+		}
+		if err != nil {
+			storeError(w, r, log, err)
+			return
+		}
+		etag := quoteETag(info.ETag)
+		h := w.Header()
+		h.Set("ETag", etag)
+		if inm := r.Header.Get("If-None-Match"); inm != "" && etagMatches(inm, etag) {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		h.Set("Content-Type", info.ContentType)
+		h.Set("Content-Length", strconv.FormatInt(info.Size, 10))
+		// Stored content types come from clients: never let a browser sniff or run them.
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
+		w.WriteHeader(http.StatusOK)
+		if body != nil {
+			if _, err := io.Copy(w, body); err != nil && r.Context().Err() == nil {
+				// Headers are gone: all we can do is log and cut the connection short.
+				log.LogAttrs(r.Context(), slog.LevelError, "object body copy failed",
+					slog.String("request_id", RequestID(r.Context())), slog.Any("error", err))
+			}
+		}
+	})
+}
+
+// deleteObject answers 204 if the object existed and 404 if not. (The original answered
+// 500 for a successful delete and 400 for a missing one: docs/why-500.md.)
+func deleteObject(store storage.Store, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		if err := ValidateID(id); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		if err := store.Delete(r.Context(), id); err != nil {
+			storeError(w, r, log, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
+// storeError maps a storage error to its response: 404 for a missing object, 503 when
+// the store is unavailable (retrying may help), nothing for a client that left, and 500,
+// logged, for anything else.
+func storeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not found")
+	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		log.LogAttrs(r.Context(), slog.LevelWarn, "storage unavailable",
+			slog.String("request_id", RequestID(r.Context())), slog.Any("error", err))
+		Unavailable(w, "storage unavailable")
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client went away; the instrumentation records 499. Nobody reads a body.
+	default:
+		log.LogAttrs(r.Context(), slog.LevelError, "storage failure",
+			slog.String("request_id", RequestID(r.Context())), slog.Any("error", err))
+		writeError(w, http.StatusInternalServerError, "internal error")
+	}
+}
+
+func quoteETag(etag string) string { return `"` + etag + `"` }
+
+// etagMatches implements If-None-Match's weak comparison (RFC 9110 13.1.2): "*" or any
+// listed tag equal to etag once a W/ prefix is ignored.
+func etagMatches(header, etag string) bool {
+	for tag := range strings.SplitSeq(header, ",") {
+		tag = strings.TrimSpace(tag)
+		if tag == "*" {
+			return true
+		}
+		if strings.TrimPrefix(tag, "W/") == etag {
+			return true
+		}
+	}
+	return false
+}
+
+// healthz answers 200 while the process serves: liveness only, no dependencies.
+func healthz() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+}
+
+// readyz answers 200 when the store is usable, 503 when not or once shutdown began, so
+// load balancers stop sending before the listener closes.
+func readyz(store storage.Store, shuttingDown func() bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if shuttingDown() {
+			writeError(w, http.StatusServiceUnavailable, "shutting down")
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := store.Ready(ctx); err != nil {
+			writeError(w, http.StatusServiceUnavailable, "storage not ready: "+err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+}
+
+// methodNotAllowed answers 405 with the Allow header for a path that exists.
+func methodNotAllowed(allow string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, "method "+strconv.Quote(r.Method)+" not allowed; allowed: "+allow)
+	})
+}
+
+// notFound answers requests that matched no route.
+func notFound() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not found")
+	})
+}
+
+// emptyID answers /api/buckets/ with no id.
+func emptyID() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusBadRequest, "invalid id: empty")
+	})
+}

@@ -1,0 +1,121 @@
+package api
+
+import (
+	"context"
+	"encoding/hex"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"github.com/sre-instrumentation/storage-api/internal/metrics"
+)
+
+type requestIDKey struct{}
+
+// RequestID returns the request id the middleware stored in ctx ("" if none).
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+// StatusClientClosedRequest is recorded when the client went away before the answer
+// (nginx's convention; it is never sent).
+const StatusClientClosedRequest = 499
+
+// observe is the one middleware every route goes through. It gives the request an id,
+// recovers panics into a JSON 500, and, once the response is written, records the
+// request's metrics (when m is not nil) and its access-log line (when accessLog is set).
+// One wrapper of the ResponseWriter serves all three.
+func observe(route *metrics.Route, log *slog.Logger, accessLog bool, pattern string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			if route != nil {
+				route.Start()
+			}
+			id := r.Header.Get("X-Request-Id")
+			if !validRequestID(id) {
+				id = newRequestID()
+			}
+			w.Header().Set("X-Request-Id", id)
+			r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
+			rw := &responseWriter{ResponseWriter: w}
+
+			defer func() {
+				p := recover()
+				if p == http.ErrAbortHandler {
+					// Deliberate abort: let net/http close the connection quietly.
+					defer panic(p)
+				} else if p != nil {
+					if route != nil {
+						route.Panicked()
+					}
+					log.LogAttrs(r.Context(), slog.LevelError, "handler panic",
+						slog.String("request_id", id), slog.String("path", pattern), slog.Any("panic", p))
+					if !rw.wroteHeader() {
+						writeError(rw, http.StatusInternalServerError, "internal error")
+					}
+					rw.status = http.StatusInternalServerError
+				}
+				status := rw.status
+				switch {
+				case r.Context().Err() != nil && (status == 0 || rw.writeErr != nil):
+					status = StatusClientClosedRequest
+				case status == 0:
+					status = http.StatusOK // handler wrote nothing: net/http sends 200
+				}
+				elapsed := time.Since(start)
+				reqSize := max(r.ContentLength, 0)
+				if route != nil {
+					route.Done(metrics.MethodLabel(r.Method), status, elapsed, reqSize, rw.written)
+				}
+				if accessLog {
+					log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+						slog.String("method", r.Method),
+						slog.String("path", pattern),
+						slog.String("uri", truncate(r.URL.RequestURI(), 256)),
+						slog.Int("status", status),
+						slog.Int64("bytes", rw.written),
+						slog.Float64("duration_seconds", elapsed.Seconds()),
+						slog.String("request_id", id),
+						slog.String("remote", r.RemoteAddr),
+					)
+				}
+			}()
+			next.ServeHTTP(rw, r)
+		})
+	}
+}
+
+// validRequestID accepts a client's id if it is short and printable ASCII, so it is
+// safe to log and echo.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := range len(id) {
+		if id[i] < 0x21 || id[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// newRequestID returns 16 random hex digits. Uniqueness, not secrecy, is the goal, so
+// the fast runtime generator is enough.
+func newRequestID() string {
+	var b [8]byte
+	v := rand.Uint64()
+	for i := range b {
+		b[i] = byte(v >> (8 * i))
+	}
+	return hex.EncodeToString(b[:])
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

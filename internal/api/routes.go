@@ -1,0 +1,97 @@
+package api
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/sre-instrumentation/storage-api/internal/metrics"
+)
+
+// BucketPath is the route template of the object API, and its metrics path label.
+const BucketPath = "/api/buckets/{id}"
+
+// route is one entry of the routing table.
+type route struct {
+	methods []string // empty: any method
+	path    string   // ServeMux path pattern, and the metrics path label
+	handler http.Handler
+	api     bool // under /api: fault injection applies
+	// statuses are created at zero in the metrics for each method, so the series the
+	// alert rules and dashboards divide by exist from the start.
+	statuses []int
+}
+
+// routes lists every route the server answers. It is the one place to look.
+func (s *server) routes() []route {
+	return []route{
+		{methods: []string{"PUT"}, path: BucketPath, handler: putObject(s.store, s.maxObjectSize, s.log), api: true,
+			statuses: []int{201, 204, 400, 413, 500, 503}},
+		{methods: []string{"GET", "HEAD"}, path: BucketPath, handler: getObject(s.store, s.log), api: true,
+			statuses: []int{200, 304, 400, 404, 500, 503}},
+		{methods: []string{"DELETE"}, path: BucketPath, handler: deleteObject(s.store, s.log), api: true,
+			statuses: []int{204, 400, 404, 500, 503}},
+		// /api/buckets/ with no id: an invalid (empty) id, not an unknown route.
+		{path: "/api/buckets/{$}", handler: emptyID(), api: true},
+		{methods: []string{"GET", "HEAD"}, path: "/healthz", handler: healthz(), statuses: []int{200}},
+		{methods: []string{"GET", "HEAD"}, path: "/readyz", handler: readyz(s.store, s.shuttingDown), statuses: []int{200, 503}},
+		{methods: []string{"GET", "HEAD"}, path: "/metrics", handler: s.metricsHandler, statuses: []int{200}},
+		{path: "/", handler: notFound()},
+	}
+}
+
+// register builds the mux. Every path with method-specific routes also gets a
+// method-less fallback that answers 405 with an Allow header (ServeMux's own 405 is
+// plain text and would bypass the instrumentation). Routes of one path share its
+// metrics series: they are keyed by the path label.
+func (s *server) register(mux *http.ServeMux) {
+	rs := s.routes()
+	allowed := map[string][]string{}
+	var paths []string
+	for _, r := range rs {
+		if _, seen := allowed[r.path]; !seen {
+			paths = append(paths, r.path)
+		}
+		allowed[r.path] = append(allowed[r.path], r.methods...)
+	}
+	for _, p := range paths {
+		if methods := allowed[p]; len(methods) > 0 {
+			rs = append(rs, route{path: p, handler: methodNotAllowed(strings.Join(methods, ", ")), api: strings.HasPrefix(p, "/api/")})
+		}
+	}
+
+	for _, r := range rs {
+		label := metricsPath(r.path)
+		h := r.handler
+		if r.api && s.faults != nil {
+			h = s.faults.Middleware(h)
+		}
+		var rec *metrics.Route
+		if s.metrics != nil {
+			rec = s.metrics.Route(label, r.methods, r.statuses)
+		}
+		h = observe(rec, s.log, s.accessLog, label)(h)
+		if len(r.methods) == 0 {
+			mux.Handle(r.path, h)
+			continue
+		}
+		for _, m := range r.methods {
+			// "GET /x" also matches HEAD; registering HEAD again would conflict.
+			if m == "HEAD" && slices.Contains(r.methods, "GET") {
+				continue
+			}
+			mux.Handle(m+" "+r.path, h)
+		}
+	}
+}
+
+// metricsPath is the path label of a ServeMux path pattern.
+func metricsPath(pattern string) string {
+	switch pattern {
+	case "/":
+		return metrics.Unmatched
+	case "/api/buckets/{$}":
+		return BucketPath
+	}
+	return pattern
+}

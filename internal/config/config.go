@@ -1,0 +1,158 @@
+// Package config parses storage-api's flags. Every flag has an environment variable;
+// an explicit flag wins over the variable, which wins over the default.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sre-instrumentation/storage-api/internal/envflag"
+	"github.com/sre-instrumentation/storage-api/internal/fault"
+)
+
+// Config is storage-api's configuration.
+type Config struct {
+	ListenAddress string
+	Storage       string // bolt, memory or s3
+	DataDir       string
+	MaxObjectSize int64
+	LogLevel      slog.Level
+	AccessLog     bool
+	Metrics       bool
+
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	MaxHeaderBytes    int
+	// ShutdownDelay keeps serving, with readiness failing, before the listener closes, so
+	// load balancers see the pod leave before connections are refused.
+	ShutdownDelay   time.Duration
+	ShutdownTimeout time.Duration
+
+	Fault fault.Config
+	S3    S3
+
+	Healthcheck bool
+	Version     bool
+}
+
+// S3 configures the s3 backend. Credentials come from the standard AWS chain.
+type S3 struct {
+	Bucket    string
+	Prefix    string
+	Endpoint  string
+	Region    string
+	PathStyle bool
+}
+
+// Backends are the accepted -storage values.
+var Backends = []string{"bolt", "memory", "s3"}
+
+// ErrHelp is returned when -h was asked for; usage has been printed.
+var ErrHelp = flag.ErrHelp
+
+// Parse parses args (without the program name) and the environment.
+func Parse(args []string, getenv func(string) string, output io.Writer) (Config, error) {
+	var c Config
+	fs := envflag.New("storage-api", output)
+	fs.StringVar(&c.ListenAddress, "listen-address", "LISTEN_ADDRESS", ":5000", "address to listen on (env PORT=N also works, meaning :N)")
+	fs.StringVar(&c.Storage, "storage", "STORAGE_BACKEND", "bolt", "storage backend: "+strings.Join(Backends, ", "))
+	fs.StringVar(&c.DataDir, "data-dir", "DATA_DIR", "./data", "bolt: directory of the database file (created if missing)")
+	fs.Int64Var(&c.MaxObjectSize, "max-object-size", "MAX_OBJECT_SIZE", 10<<20, "largest object accepted, in bytes")
+	logLevel := fs.String("log-level", "LOG_LEVEL", "info", "log level: debug, info, warn, error")
+	fs.BoolVar(&c.AccessLog, "access-log", "ACCESS_LOG", true, "log one line per request")
+	fs.BoolVar(&c.Metrics, "metrics", "METRICS_ENABLED", true, "record HTTP metrics (false only to measure their overhead; /metrics still serves the rest)")
+	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", "READ_HEADER_TIMEOUT", 5*time.Second, "time allowed to read request headers")
+	fs.DurationVar(&c.ReadTimeout, "read-timeout", "READ_TIMEOUT", 60*time.Second, "time allowed to read a whole request, body included")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", "WRITE_TIMEOUT", 60*time.Second, "time allowed to write a response")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", "IDLE_TIMEOUT", 120*time.Second, "how long an idle keep-alive connection stays open")
+	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", "MAX_HEADER_BYTES", 64<<10, "largest request header accepted, in bytes")
+	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", "SHUTDOWN_DELAY", 0, "on SIGTERM, keep serving this long with /readyz failing before closing the listener (set it in Kubernetes, e.g. 5s)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", 20*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
+	fs.Float64Var(&c.Fault.ErrorRatio, "fault-error-ratio", "FAULT_ERROR_RATIO", 0, "fraction (0..1) of /api requests to fail with 503, on purpose")
+	fs.DurationVar(&c.Fault.Latency, "fault-latency", "FAULT_LATENCY", 0, "delay to add to a fraction of /api requests, on purpose")
+	fs.Float64Var(&c.Fault.LatencyRatio, "fault-latency-ratio", "FAULT_LATENCY_RATIO", 0, "fraction (0..1) of /api requests that get -fault-latency")
+	fs.StringVar(&c.S3.Bucket, "s3-bucket", "S3_BUCKET", "", "s3: bucket name (required with -storage s3)")
+	fs.StringVar(&c.S3.Prefix, "s3-prefix", "S3_PREFIX", "", "s3: key prefix for objects")
+	fs.StringVar(&c.S3.Endpoint, "s3-endpoint", "S3_ENDPOINT", "", "s3: endpoint URL (default: AWS_ENDPOINT_URL, else AWS)")
+	fs.StringVar(&c.S3.Region, "s3-region", "S3_REGION", "", "s3: region (default: AWS_REGION / AWS config)")
+	fs.BoolVar(&c.S3.PathStyle, "s3-path-style", "S3_PATH_STYLE", false, "s3: path-style addressing (MinIO, versitygw and most self-hosted servers need it)")
+	fs.FlagSet.BoolVar(&c.Healthcheck, "healthcheck", false, "check http://127.0.0.1:<port>/healthz and exit 0 if it answers 200 within 2s (for container HEALTHCHECK)")
+	fs.FlagSet.BoolVar(&c.Version, "version", false, "print version and exit")
+
+	if err := fs.Parse(args, getenv); err != nil {
+		return c, err
+	}
+	// PORT is the original service's variable; LISTEN_ADDRESS or the flag win over it.
+	if !fs.IsSet("listen-address") {
+		if port := getenv("PORT"); port != "" {
+			if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+				return c, fmt.Errorf("PORT=%q: not a port number", port)
+			}
+			c.ListenAddress = ":" + port
+		}
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(*logLevel)); err != nil {
+		return c, fmt.Errorf("-log-level: %w", err)
+	}
+	return c, c.Validate()
+}
+
+// Validate checks the values that parsing alone does not.
+func (c Config) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.ListenAddress); err != nil {
+		errs = append(errs, fmt.Errorf("-listen-address %q: %w", c.ListenAddress, err))
+	}
+	switch c.Storage {
+	case "bolt":
+		if c.DataDir == "" {
+			errs = append(errs, errors.New("-data-dir must be set for the bolt backend"))
+		}
+	case "memory":
+	case "s3":
+		if c.S3.Bucket == "" {
+			errs = append(errs, errors.New("-s3-bucket (S3_BUCKET) must be set for the s3 backend"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("-storage %q: must be one of %s", c.Storage, strings.Join(Backends, ", ")))
+	}
+	if c.MaxObjectSize <= 0 {
+		errs = append(errs, fmt.Errorf("-max-object-size %d: must be positive", c.MaxObjectSize))
+	}
+	if c.MaxHeaderBytes <= 0 {
+		errs = append(errs, fmt.Errorf("-max-header-bytes %d: must be positive", c.MaxHeaderBytes))
+	}
+	for name, d := range map[string]time.Duration{
+		"-read-header-timeout": c.ReadHeaderTimeout, "-read-timeout": c.ReadTimeout, "-write-timeout": c.WriteTimeout,
+		"-idle-timeout": c.IdleTimeout, "-shutdown-timeout": c.ShutdownTimeout,
+	} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s %v: must be positive", name, d))
+		}
+	}
+	if c.ShutdownDelay < 0 {
+		errs = append(errs, fmt.Errorf("-shutdown-delay %v: must not be negative", c.ShutdownDelay))
+	}
+	if err := c.Fault.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// HealthcheckURL is the /healthz URL on this host for the configured listen address.
+func (c Config) HealthcheckURL() (string, error) {
+	_, port, err := net.SplitHostPort(c.ListenAddress)
+	if err != nil {
+		return "", err
+	}
+	return "http://" + net.JoinHostPort("127.0.0.1", port) + "/healthz", nil
+}
