@@ -1,0 +1,399 @@
+// Package s3 stores objects in a bucket of any S3-compatible service (AWS S3, MinIO, Ceph
+// RGW, SeaweedFS, versitygw), so that several stateless API replicas can share one store.
+//
+// Each id is one S3 object under Prefix (see key.go for the key layout). The object's
+// Content-Type is the stored content type, and the SHA-256 ETag the API serves is kept as
+// user metadata (x-amz-meta-sha256), computed on PUT like the other backends do.
+//
+// Credentials, region and endpoint come from the standard AWS chain (AWS_ACCESS_KEY_ID,
+// AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL(_S3), web identity, ...), overridden by Config.
+//
+// Every remote failure other than "no such key" (network errors, timeouts, 5xx,
+// throttling, access denied, missing bucket) is returned wrapping storage.ErrUnavailable,
+// so the API answers 503 and readiness fails until the service is back; the store
+// recovers by itself, without reopening.
+//
+// The store does not implement storage.StatsReporter: counting objects would mean listing
+// the bucket.
+package s3
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/sre-instrumentation/storage-api/internal/storage"
+)
+
+// Config selects the bucket and bounds the time spent on each call. Zero values mean the
+// defaults given per field.
+type Config struct {
+	// Bucket must exist; the store never creates it.
+	Bucket string
+	// Prefix is prepended to every key, e.g. "storage-api/" (at most 769 bytes).
+	Prefix string
+	// Endpoint is the service URL, e.g. "http://minio:9000". Empty: the SDK's own
+	// resolution (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, shared config, then AWS S3).
+	Endpoint string
+	// Region overrides AWS_REGION and the shared config; when neither sets one,
+	// "us-east-1" (what most S3-compatible servers expect).
+	Region string
+	// PathStyle addresses the bucket as endpoint/bucket/key instead of
+	// bucket.endpoint/key; most self-hosted servers need it.
+	PathStyle bool
+
+	// Timeout bounds one operation, retries included (default 10s). For Get it covers
+	// the wait for the response headers; the body is then bounded by ReadTimeout and the
+	// caller's context.
+	Timeout time.Duration
+	// ReadyTimeout bounds the readiness probe's HeadBucket (default 2s; never retried).
+	ReadyTimeout time.Duration
+	// ConnectTimeout bounds establishing a TCP connection (default 2s).
+	ConnectTimeout time.Duration
+	// ReadTimeout fails a connection that delivers no byte for this long (default 10s),
+	// so a stalled server cannot hold a request or a streamed body forever.
+	ReadTimeout time.Duration
+	// MaxAttempts is the number of tries of one request, first included (default 3).
+	// Only errors the SDK deems retryable (connection errors, 5xx, throttling) are retried.
+	MaxAttempts int
+	// MaxBackoff caps the jittered wait between tries (default 200ms): the API's
+	// clients are waiting, so retries must be quick or not at all.
+	MaxBackoff time.Duration
+	// MaxIdleConns is the number of keep-alive connections kept to the service
+	// (default 64), enough that concurrent requests do not open a connection each.
+	MaxIdleConns int
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.Timeout, 10*time.Second)
+	def(&c.ReadyTimeout, 2*time.Second)
+	def(&c.ConnectTimeout, 2*time.Second)
+	def(&c.ReadTimeout, 10*time.Second)
+	def(&c.MaxBackoff, 200*time.Millisecond)
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 3
+	}
+	if c.MaxIdleConns <= 0 {
+		c.MaxIdleConns = 64
+	}
+}
+
+// metaETag is the user-metadata key holding the SHA-256 ETag (header x-amz-meta-sha256).
+const metaETag = "sha256"
+
+// Store is an S3-backed storage.Store.
+type Store struct {
+	client *s3.Client
+	bucket string
+	prefix string
+	cfg    Config
+
+	// base is cancelled by Close, which aborts in-flight calls.
+	base   context.Context
+	cancel context.CancelFunc
+	closed atomic.Bool
+
+	// noConditional is set once the server answers 501 to a conditional PUT; Put then
+	// falls back to HeadObject + PutObject (see Put).
+	noConditional atomic.Bool
+}
+
+var _ storage.Store = (*Store)(nil)
+
+// Open returns a store for cfg.Bucket. It does no network I/O: the API must be able to
+// start while the service is down (readiness reports it), so a wrong bucket or
+// credentials show up in Ready and as ErrUnavailable from operations.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Bucket == "" {
+		return nil, errors.New("s3: bucket name is required")
+	}
+	if len(cfg.Prefix) > maxPrefixLen || !utf8.ValidString(cfg.Prefix) {
+		return nil, fmt.Errorf("s3: prefix must be valid UTF-8 of at most %d bytes", maxPrefixLen)
+	}
+	cfg.setDefaults()
+
+	httpClient := awshttp.NewBuildableClient().
+		WithDialerOptions(func(d *net.Dialer) { d.Timeout = cfg.ConnectTimeout }).
+		WithTransportOptions(func(tr *http.Transport) {
+			tr.MaxIdleConns = cfg.MaxIdleConns
+			tr.MaxIdleConnsPerHost = cfg.MaxIdleConns
+		}).
+		WithReadTimeout(cfg.ReadTimeout)
+	opts := []func(*config.LoadOptions) error{
+		config.WithHTTPClient(httpClient),
+		config.WithRetryer(func() aws.Retryer {
+			return retry.NewStandard(func(o *retry.StandardOptions) {
+				o.MaxAttempts = cfg.MaxAttempts
+				o.MaxBackoff = cfg.MaxBackoff
+			})
+		}),
+		// Checksums only where S3 requires them: the default (CRC on every PUT, sent as an
+		// aws-chunked trailer) is not understood by every S3-compatible server, and the
+		// content is already covered by SigV4 payload signing or TLS, and our SHA-256.
+		config.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
+		config.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired),
+	}
+	if cfg.Region != "" {
+		opts = append(opts, config.WithRegion(cfg.Region))
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("s3: load AWS configuration: %w", err)
+	}
+	if awsCfg.Region == "" {
+		awsCfg.Region = "us-east-1"
+	}
+	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		if cfg.Endpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.Endpoint)
+		}
+		o.UsePathStyle = cfg.PathStyle
+	})
+	base, cancel := context.WithCancel(context.Background())
+	return &Store{client: client, bucket: cfg.Bucket, prefix: cfg.Prefix, cfg: cfg, base: base, cancel: cancel}, nil
+}
+
+// opContext derives the context of one operation: the caller's, bounded by timeout and
+// cancelled by Close.
+func (s *Store) opContext(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc, error) {
+	if s.closed.Load() {
+		return nil, nil, fmt.Errorf("%w: s3 store is closed", storage.ErrUnavailable)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	stop := context.AfterFunc(s.base, cancel)
+	return ctx, func() { stop(); cancel() }, nil
+}
+
+// Put stores data. created comes from a conditional write (If-None-Match: *), so that of
+// several concurrent first PUTs of an id exactly one reports created, as with the local
+// backends, even across replicas:
+//
+//  1. HeadObject. Found: unconditional PutObject, created=false.
+//  2. Missing: PutObject with If-None-Match: *. Success: created=true.
+//  3. 412 Precondition Failed (someone created it since): unconditional PutObject,
+//     created=false.
+//
+// Remaining race: a DELETE between the check and the unconditional write means this PUT
+// re-creates the object but reports 204 instead of 201. Servers without conditional
+// writes (501) get HeadObject + PutObject, where two concurrent first PUTs can both
+// report created.
+func (s *Store) Put(ctx context.Context, id, contentType string, data []byte) (bool, error) {
+	ctx, done, err := s.opContext(ctx, s.cfg.Timeout)
+	if err != nil {
+		return false, err
+	}
+	defer done()
+	key := s.key(id)
+	etag := storage.ETag(data)
+
+	_, err = s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
+	switch err := s.mapError("HeadObject", err); {
+	case err == nil:
+		return false, s.putObject(ctx, key, contentType, etag, data, false)
+	case !errors.Is(err, storage.ErrNotFound):
+		return false, err
+	}
+	if s.noConditional.Load() {
+		return true, s.putObject(ctx, key, contentType, etag, data, false)
+	}
+	err = s.putObject(ctx, key, contentType, etag, data, true)
+	switch {
+	case err == nil:
+		return true, nil
+	case hasStatus(err, http.StatusPreconditionFailed) || hasCode(err, "ConditionalRequestConflict"):
+		// 409 ConditionalRequestConflict: AWS's answer when a concurrent write to the
+		// key is in progress; either way the key exists now.
+		return false, s.putObject(ctx, key, contentType, etag, data, false)
+	case hasStatus(err, http.StatusNotImplemented):
+		s.noConditional.Store(true)
+		return true, s.putObject(ctx, key, contentType, etag, data, false)
+	}
+	return false, s.mapError("PutObject", err)
+}
+
+// putObject writes the object. With conditional it returns the raw SDK error, so that
+// Put can tell 412 from other failures; otherwise the mapped one.
+func (s *Store) putObject(ctx context.Context, key, contentType, etag string, data []byte, conditional bool) error {
+	in := &s3.PutObjectInput{
+		Bucket:        &s.bucket,
+		Key:           &key,
+		Body:          bytes.NewReader(data),
+		ContentLength: aws.Int64(int64(len(data))),
+		Metadata:      map[string]string{metaETag: etag},
+	}
+	if contentType != "" {
+		in.ContentType = aws.String(contentType)
+	}
+	if conditional {
+		in.IfNoneMatch = aws.String("*")
+	}
+	_, err := s.client.PutObject(ctx, in)
+	if conditional {
+		return err
+	}
+	return s.mapError("PutObject", err)
+}
+
+// Get streams the object: Body is the HTTP response body, not a copy. The operation
+// timeout stops once the headers arrive; a stalled body fails after ReadTimeout.
+func (s *Store) Get(ctx context.Context, id string) (*storage.Object, error) {
+	if s.closed.Load() {
+		return nil, fmt.Errorf("%w: s3 store is closed", storage.ErrUnavailable)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.base, cancel)
+	timer := time.AfterFunc(s.cfg.Timeout, cancel)
+	release := func() { timer.Stop(); stop(); cancel() }
+
+	key := s.key(id)
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &key})
+	if err != nil {
+		err = s.mapError("GetObject", err)
+		release()
+		return nil, err
+	}
+	timer.Stop()
+	return &storage.Object{
+		Info: info(out.ContentType, out.Metadata, out.ETag, out.ContentLength),
+		Body: &body{ReadCloser: out.Body, release: release},
+	}, nil
+}
+
+// body releases the operation's context when the caller closes it.
+type body struct {
+	io.ReadCloser
+	release func()
+	once    sync.Once
+}
+
+func (b *body) Close() error {
+	err := b.ReadCloser.Close()
+	b.once.Do(b.release)
+	return err
+}
+
+// Stat reads the object's metadata with HeadObject.
+func (s *Store) Stat(ctx context.Context, id string) (storage.Info, error) {
+	ctx, done, err := s.opContext(ctx, s.cfg.Timeout)
+	if err != nil {
+		return storage.Info{}, err
+	}
+	defer done()
+	key := s.key(id)
+	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
+	if err != nil {
+		return storage.Info{}, s.mapError("HeadObject", err)
+	}
+	return info(out.ContentType, out.Metadata, out.ETag, out.ContentLength), nil
+}
+
+func info(contentType *string, meta map[string]string, s3ETag *string, size *int64) storage.Info {
+	etag := meta[metaETag]
+	if etag == "" {
+		// Written by another tool: fall back to the service's own ETag (an MD5 for
+		// single-part uploads), still a valid validator for If-None-Match.
+		etag = strings.Trim(aws.ToString(s3ETag), `"`)
+	}
+	return storage.Info{ContentType: aws.ToString(contentType), ETag: etag, Size: aws.ToInt64(size)}
+}
+
+// Delete removes the object. S3's DeleteObject succeeds on a missing key, so the 404 the
+// API must answer needs a HeadObject first. Race: two concurrent DELETEs of one id can
+// both find it and both report success (the local backends report one 404).
+func (s *Store) Delete(ctx context.Context, id string) error {
+	ctx, done, err := s.opContext(ctx, s.cfg.Timeout)
+	if err != nil {
+		return err
+	}
+	defer done()
+	key := s.key(id)
+	if _, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key}); err != nil {
+		return s.mapError("HeadObject", err)
+	}
+	_, err = s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key})
+	return s.mapError("DeleteObject", err)
+}
+
+// Ready checks that the bucket is reachable and accessible: one HeadBucket, not retried,
+// within ReadyTimeout.
+func (s *Store) Ready(ctx context.Context) error {
+	ctx, done, err := s.opContext(ctx, s.cfg.ReadyTimeout)
+	if err != nil {
+		return err
+	}
+	defer done()
+	_, err = s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.bucket},
+		func(o *s3.Options) { o.RetryMaxAttempts = 1 })
+	if err != nil {
+		// Even a 404 here means the store is unusable, not that an object is missing.
+		return fmt.Errorf("%w: s3 bucket %q: %w", storage.ErrUnavailable, s.bucket, err)
+	}
+	return nil
+}
+
+// Close aborts in-flight calls; every later call returns ErrUnavailable.
+func (s *Store) Close() error {
+	s.closed.Store(true)
+	s.cancel()
+	return nil
+}
+
+// mapError turns an SDK error into the storage package's: no such key → ErrNotFound,
+// anything else → ErrUnavailable, wrapping the cause (so errors.Is also finds a
+// context.DeadlineExceeded or context.Canceled that ended the call).
+func (s *Store) mapError(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if isNotFound(err) {
+		return storage.ErrNotFound
+	}
+	if s.closed.Load() {
+		return fmt.Errorf("%w: s3 store is closed", storage.ErrUnavailable)
+	}
+	return fmt.Errorf("%w: s3 %s: %w", storage.ErrUnavailable, op, err)
+}
+
+// isNotFound reports whether err says the key does not exist. GetObject answers
+// NoSuchKey; HeadObject has no body, so only its 404 status (modelled as NotFound) says
+// so. NoSuchBucket is not "not found": the store is misconfigured.
+func isNotFound(err error) bool {
+	var nsk *types.NoSuchKey
+	var nf *types.NotFound
+	if errors.As(err, &nsk) || errors.As(err, &nf) || hasCode(err, "NoSuchKey") {
+		return true
+	}
+	return hasStatus(err, http.StatusNotFound) && !hasCode(err, "NoSuchBucket")
+}
+
+func hasCode(err error, code string) bool {
+	var ae smithy.APIError
+	return errors.As(err, &ae) && ae.ErrorCode() == code
+}
+
+func hasStatus(err error, status int) bool {
+	var re interface{ HTTPStatusCode() int }
+	return errors.As(err, &re) && re.HTTPStatusCode() == status
+}
