@@ -33,6 +33,8 @@ func (s *server) routes() []route {
 			statuses: []int{204, 400, 404, 500, 503}},
 		// /api/buckets/ with no id: an invalid (empty) id, not an unknown route.
 		{path: "/api/buckets/{$}", handler: emptyID(), api: true},
+		// Without this, ServeMux would redirect /api/buckets to /api/buckets/.
+		{path: "/api/buckets", handler: notFound()},
 		{methods: []string{"GET", "HEAD"}, path: "/healthz", handler: healthz(), statuses: []int{200}},
 		{methods: []string{"GET", "HEAD"}, path: "/readyz", handler: readyz(s.store, s.shuttingDown), statuses: []int{200, 503}},
 		{methods: []string{"GET", "HEAD"}, path: "/metrics", handler: s.metricsHandler, statuses: []int{200}},
@@ -88,7 +90,7 @@ func (s *server) register(mux *http.ServeMux) {
 // metricsPath is the path label of a ServeMux path pattern.
 func metricsPath(pattern string) string {
 	switch pattern {
-	case "/":
+	case "/", "/api/buckets":
 		return metrics.Unmatched
 	case "/api/buckets/{$}":
 		return BucketPath
