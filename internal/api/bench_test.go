@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"syscall"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -114,10 +115,24 @@ func runBench(b *testing.B, h http.Handler, op benchOp) {
 		b.Fatalf("%s: status %d, %d bytes; want %d, %d", op.name, w.status, w.n, op.status, op.size)
 	}
 	b.ReportAllocs()
-	b.ResetTimer()
+	cpu0 := processCPU(b)
+	n := 0
 	for b.Loop() {
 		serve()
+		n++
 	}
+	// CPU time of the whole process (GC included) per request: on a shared machine it
+	// moves far less than wall time, which counts time spent descheduled.
+	b.ReportMetric(float64(processCPU(b)-cpu0)/float64(n), "cpu-ns/op")
+}
+
+// processCPU returns the user+system CPU time the process has used, in nanoseconds.
+func processCPU(b *testing.B) int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
 // requireSeries fails unless reg exposes a metric family with name (the instrumentation
