@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# bench-load.sh: end-to-end load figures for docs/performance.md.
+#
+# Builds storage-api and the bare reference server (cmd/bench-bare), starts each on
+# 127.0.0.1, and drives it with wrk (-t2 -c16 by default) with 1 KiB objects:
+#   bare      GET and PUT          (the practical limit of net/http on this machine)
+#   memory    PUT, GET             (default config: metrics and access log on)
+#   memory    GET with -metrics=false  (instrumentation overhead ratio)
+#   bolt      PUT, GET             (durable: every PUT fsync'd, group commit)
+# Prints a markdown table: requests/s, p50 and p99 latency, and the server process's CPU
+# time per request (utime+stime from /proc/<pid>/stat), steadier than requests/s on a
+# shared machine because wrk and other work compete for the same cores.
+#
+# Environment: BENCH_DURATION (10s), BENCH_THREADS (2), BENCH_CONNECTIONS (16),
+# BENCH_IDS (1000), BENCH_PORT (18080). About 100 s with the defaults.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+duration=${BENCH_DURATION:-10s}
+threads=${BENCH_THREADS:-2}
+conns=${BENCH_CONNECTIONS:-16}
+ids=${BENCH_IDS:-1000}
+port=${BENCH_PORT:-18080}
+addr=127.0.0.1:$port
+url=http://$addr
+export BENCH_IDS=$ids BENCH_LUA_DIR=$root/scripts/wrk
+
+for tool in go wrk curl; do
+	command -v "$tool" >/dev/null || { echo "bench-load: $tool not found (wrk: apt-get install wrk)" >&2; exit 1; }
+done
+if curl -s -o /dev/null --max-time 1 "$url/"; then
+	echo "bench-load: something already listens on $addr; set BENCH_PORT" >&2
+	exit 1
+fi
+
+work=$(mktemp -d)
+server_pid=
+cleanup() {
+	if [[ -n $server_pid ]]; then
+		kill "$server_pid" 2>/dev/null || true
+		wait "$server_pid" 2>/dev/null || true
+	fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+(cd "$root" && go build -o "$work/storage-api" ./cmd/storage-api && go build -o "$work/bench-bare" ./cmd/bench-bare)
+clk_tck=$(getconf CLK_TCK)
+
+# start NAME CMD...: runs the server, output to $work/NAME.log, and waits until it answers.
+start() {
+	local name=$1
+	shift
+	"$@" >"$work/$name.log" 2>&1 &
+	server_pid=$!
+	for _ in $(seq 100); do
+		if curl -s -o /dev/null --max-time 1 "$url/healthz"; then return 0; fi
+		kill -0 "$server_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	echo "bench-load: $name did not start:" >&2
+	cat "$work/$name.log" >&2
+	exit 1
+}
+
+stop() {
+	kill -TERM "$server_pid"
+	wait "$server_pid" || true
+	server_pid=
+}
+
+# cpu_ticks: utime+stime of the server in clock ticks (fields 14 and 15 of
+# /proc/<pid>/stat, counted after the parenthesised command name).
+cpu_ticks() {
+	sed 's/^.*) //' "/proc/$server_pid/stat" | awk '{print $12 + $13}'
+}
+
+rows=()
+declare -A rps cpu
+
+# measure KEY LABEL LUA [DURATION]: one wrk run against the current server; records a row.
+measure() {
+	local key=$1 label=$2 lua=$3 d=${4:-$duration}
+	local t0 t1 out result
+	t0=$(cpu_ticks)
+	out=$(wrk -t"$threads" -c"$conns" -d"$d" -s "$root/scripts/wrk/$lua.lua" "$url")
+	t1=$(cpu_ticks)
+	result=$(grep '^RESULT ' <<<"$out") || { echo "bench-load: no RESULT from wrk: $out" >&2; exit 1; }
+	[[ $key == - ]] && return 0 # preload only
+	local line
+	line=$(awk -v r="$result" -v t0="$t0" -v t1="$t1" -v hz="$clk_tck" -v label="$label" 'BEGIN {
+		n = split(r, kv, /[ =]/)
+		for (i = 2; i < n; i += 2) v[kv[i]] = kv[i + 1]
+		rps = v["requests"] / (v["duration_us"] / 1e6)
+		cpu = (t1 - t0) / hz * 1e6 / v["requests"]
+		printf "%.0f %.1f|| %s | %.0f | %.2f | %.2f | %.1f | %d |\n", rps, cpu, label, rps,
+			v["p50_us"] / 1000, v["p99_us"] / 1000, cpu, v["non2xx"] + v["socket_errors"]
+	}')
+	rps[$key]=${line%% *}
+	local rest=${line#* }
+	cpu[$key]=${rest%%|*}
+	rows+=("|${line#*||}")
+}
+
+preload() { measure - - put 2s; }
+
+start bare "$work/bench-bare" -listen-address "$addr"
+measure bare_put "bare net/http map, PUT" put
+measure bare_get "bare net/http map, GET" get
+stop
+
+start memory "$work/storage-api" -listen-address "$addr" -storage memory
+measure mem_put "storage-api memory, PUT" put
+measure mem_get "storage-api memory, GET" get
+stop
+
+start memory-nometrics "$work/storage-api" -listen-address "$addr" -storage memory -metrics=false
+preload
+measure mem_get_off "storage-api memory -metrics=false, GET" get
+stop
+
+start bolt "$work/storage-api" -listen-address "$addr" -storage bolt -data-dir "$work/bolt"
+measure bolt_put "storage-api bolt (fsync), PUT" put
+measure bolt_get "storage-api bolt, GET" get
+stop
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+echo "## bench-load: wrk -t$threads -c$conns -d$duration, 1 KiB objects, $ids ids, 127.0.0.1"
+echo
+echo "$(date -u +%Y-%m-%dT%H:%M:%SZ), $(go version | cut -d' ' -f3), $(nproc) CPUs," \
+	"revision $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)," \
+	"load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+echo "| server, operation | requests/s | p50 ms | p99 ms | server CPU µs/request | errors |"
+echo "|---|---:|---:|---:|---:|---:|"
+printf '%s\n' "${rows[@]}"
+echo
+echo "| ratio | requests/s | CPU/request |"
+echo "|---|---:|---:|"
+echo "| memory GET / bare GET (target ≥ 0.90) | $(ratio "${rps[mem_get]}" "${rps[bare_get]}") | $(ratio "${cpu[mem_get]}" "${cpu[bare_get]}") |"
+echo "| memory GET / Python GET 2,900/s (target ≥ 12) | $(ratio "${rps[mem_get]}" 2900) | |"
+echo "| bolt PUT / Python in-memory PUT 3,400/s (target ≥ 1) | $(ratio "${rps[bolt_put]}" 3400) | |"
+echo "| metrics on / off, memory GET (target ≥ 0.95) | $(ratio "${rps[mem_get]}" "${rps[mem_get_off]}") | $(ratio "${cpu[mem_get]}" "${cpu[mem_get_off]}") |"
