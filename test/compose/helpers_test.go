@@ -234,9 +234,16 @@ func waitHTTP(t testing.TB, url string, want int, within time.Duration) {
 	t.Fatalf("%s did not answer %d within %v (last: %s)", url, want, within, last)
 }
 
+// proc is a started process; done closes when it has exited, err then holds
+// its exit status.
+type proc struct {
+	done chan struct{}
+	err  error
+}
+
 // startProcess starts bin with args and env (only those, plus PATH/HOME), logs its
 // output on failure and stops it at the end of the test.
-func startProcess(t testing.TB, bin string, args []string, env map[string]string) *exec.Cmd {
+func startProcess(t testing.TB, bin string, args []string, env map[string]string) *proc {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
@@ -248,21 +255,21 @@ func startProcess(t testing.TB, bin string, args []string, env map[string]string
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
+	p := &proc{done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
 		cmd.Process.Signal(os.Interrupt)
 		select {
-		case <-done:
+		case <-p.done:
 		case <-time.After(10 * time.Second):
 			cmd.Process.Kill()
-			<-done
+			<-p.done
 		}
 		if t.Failed() {
 			t.Logf("%s output:\n%s", filepath.Base(bin), out.String())
 		}
 	})
-	return cmd
+	return p
 }
 
 type syncBuffer struct {
