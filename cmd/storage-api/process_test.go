@@ -1,0 +1,291 @@
+package main
+
+// These tests run the real storage-api binary as a child process on 127.0.0.1 and talk
+// to it over HTTP: signals, exit codes, flags and durability are properties of the
+// process, which an in-process test cannot show.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// serverBinary is the storage-api executable TestMain builds, with the version and revision
+// the -version test expects.
+var serverBinary string
+
+const (
+	testVersion  = "1.2.3"
+	testRevision = "abc"
+)
+
+func TestMain(m *testing.M) { os.Exit(testMain(m)) }
+
+func testMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "storage-api-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	serverBinary = filepath.Join(dir, "storage-api")
+	args := []string{"build", "-o", serverBinary, "-ldflags", "-X main.version=" + testVersion + " -X main.revision=" + testRevision}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	// go test puts its own GOROOT/bin first in PATH, so this is the same toolchain.
+	build := exec.Command("go", append(args, ".")...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building storage-api:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// logLines collects the child's stdout, one JSON log line per entry, and reports the
+// address from the "storage-api listening" line.
+type logLines struct {
+	mu      sync.Mutex
+	partial []byte
+	lines   []string
+	addr    chan string
+}
+
+func (l *logLines) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.partial = append(l.partial, p...)
+	for {
+		i := bytes.IndexByte(l.partial, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		line := string(l.partial[:i])
+		l.partial = l.partial[i+1:]
+		l.lines = append(l.lines, line)
+		var rec struct{ Msg, Address string }
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "storage-api listening" {
+			select {
+			case l.addr <- rec.Address:
+			default:
+			}
+		}
+	}
+}
+
+// records returns the log lines parsed as JSON; a line that is not JSON fails the test.
+func (l *logLines) records(t *testing.T) []map[string]any {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var recs []map[string]any
+	for _, line := range l.lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Errorf("stdout line is not JSON (%v): %q", err, line)
+			continue
+		}
+		recs = append(recs, m)
+	}
+	return recs
+}
+
+// childEnv is the child's whole environment: env, plus, for a race-enabled child, a
+// short wait at exit (the race runtime's default of 1s would slow every test).
+func childEnv(env []string) []string {
+	e := append([]string{}, env...)
+	if raceEnabled {
+		e = append(e, "GORACE=atexit_sleep_ms=50")
+	}
+	return e
+}
+
+// syncBuffer is a bytes.Buffer safe to read while the child writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// proc is a running storage-api child.
+type proc struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	addr   string // host:port it listens on
+	url    string // http://addr
+	stdout *logLines
+	stderr *syncBuffer
+	exited chan struct{}
+	err    error // cmd.Wait's result, set before exited is closed
+}
+
+// startProc starts the binary with args and the given environment only (so the
+// developer's PORT or DATA_DIR cannot leak in) and waits until /readyz answers 200.
+func startProc(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
+	p := launch(t, env, args...)
+	select {
+	case p.addr = <-p.stdout.addr:
+	case <-p.exited:
+		t.Fatalf("storage-api %q exited before listening: %v\nstderr:\n%s", args, p.err, p.stderr)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("storage-api %q did not log its address within 20s\nstderr:\n%s", args, p.stderr)
+	}
+	p.url = "http://" + p.addr
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(p.url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz not 200 within 20s (last: %v)", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// launch starts the binary without waiting for anything. At cleanup a process still
+// running is killed, and a data race it reported fails the test.
+func launch(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{
+		t:      t,
+		cmd:    exec.Command(serverBinary, args...),
+		stdout: &logLines{addr: make(chan string, 1)},
+		stderr: &syncBuffer{},
+		exited: make(chan struct{}),
+	}
+	p.cmd.Env = childEnv(env)
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+		}
+		if s := p.stderr.String(); strings.Contains(s, "DATA RACE") {
+			t.Errorf("storage-api reported a data race:\n%s", s)
+		}
+	})
+	return p
+}
+
+func (p *proc) signal(sig os.Signal) {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatalf("signal %v: %v", sig, err)
+	}
+}
+
+// wait waits at most d for the process to exit and returns its exit code; a process
+// still running after d is killed and fails the test.
+func (p *proc) wait(d time.Duration) int {
+	p.t.Helper()
+	select {
+	case <-p.exited:
+	case <-time.After(d):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+		p.t.Fatalf("storage-api still running %v after being told to stop\nstderr:\n%s", d, p.stderr)
+	}
+	var ee *exec.ExitError
+	if p.err != nil && !errors.As(p.err, &ee) {
+		p.t.Fatalf("wait: %v", p.err)
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (p *proc) kill() {
+	p.t.Helper()
+	p.signal(syscall.SIGKILL)
+	<-p.exited
+}
+
+// runBinary runs the binary to completion (bounded) and returns its exit code and output.
+func runBinary(t *testing.T, timeout time.Duration, env []string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, serverBinary, args...)
+	cmd.Env = childEnv(env)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("storage-api %q still running after %v\nstdout:\n%s\nstderr:\n%s", args, timeout, &out, &errOut)
+	}
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatalf("run storage-api %q: %v", args, err)
+	}
+	return cmd.ProcessState.ExitCode(), out.String(), errOut.String()
+}
+
+// newClient returns a client whose connections all stay alive between requests: one per
+// concurrent caller, so no new connection is dialled mid-test (see shutdown_test.go).
+func newClient() *http.Client {
+	tr := &http.Transport{
+		MaxIdleConnsPerHost: 64,
+		DisableCompression:  true,
+	}
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}
+
+// do sends a request and returns the status, headers and body; err is a transport error.
+func do(c *http.Client, method, url string, body []byte, header http.Header) (int, http.Header, []byte, error) {
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, r)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, b, err
+}

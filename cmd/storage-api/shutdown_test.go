@@ -1,0 +1,227 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sre-instrumentation/storage-api/internal/storage/bolt"
+)
+
+// TestGracefulShutdown sends SIGTERM while clients GET and PUT continuously and some
+// requests are held in flight by injected latency. No request the server accepted may
+// fail, the process must exit 0 within its shutdown timeout, and every acknowledged PUT
+// must be in the store afterwards.
+//
+// What "accepted" means, precisely: on SIGTERM the server closes its listener (after
+// -shutdown-delay), closes idle keep-alive connections and lets active ones finish.
+// A client can therefore see exactly two harmless errors:
+//   - connection refused: it dialled after the listener closed; nothing was accepted.
+//   - its idle connection closed under it just as it sent a request. The server never
+//     read that request. net/http's Transport retries such a request on a new connection
+//     by itself if the request is replayable: GET is, and PUT is once it carries an
+//     Idempotency-Key header (it is idempotent anyway: same id, same bytes). The retry
+//     then dials and is refused, which is the first case.
+//
+// Each worker keeps its own connection alive (MaxIdleConnsPerHost > workers), so no
+// connection is dialled mid-test and none can sit un-accepted in the listen backlog when
+// the listener closes (such a connection would be reset, not refused). Hence: any
+// status other than the expected ones, and any error other than connection refused
+// after SIGTERM, is a failure.
+func TestGracefulShutdown(t *testing.T) {
+	tests := []struct {
+		name  string
+		delay time.Duration // -shutdown-delay
+	}{
+		{"no delay", 0},
+		// 1s rather than Kubernetes-like seconds keeps the test short; it leaves ample
+		// room for the probe below on a loaded 2-core machine.
+		{"shutdown delay", time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { testGracefulShutdown(t, tt.delay) })
+	}
+}
+
+func testGracefulShutdown(t *testing.T, delay time.Duration) {
+	const (
+		workers         = 6
+		shutdownTimeout = 10 * time.Second
+		seedObjects     = 20
+	)
+	dir := t.TempDir()
+	p := startProc(t, nil, "-listen-address", "127.0.0.1:0", "-storage", "bolt", "-data-dir", dir,
+		"-fault-latency", "300ms", "-fault-latency-ratio", "0.2",
+		"-shutdown-timeout", shutdownTimeout.String(), "-shutdown-delay", delay.String())
+	client := newClient()
+	objURL := func(id string) string { return p.url + "/api/buckets/" + id }
+
+	for i := range seedObjects {
+		status, _, _, err := do(client, http.MethodPut, objURL("seed-"+strconv.Itoa(i)), []byte("seed"), nil)
+		if err != nil || status != http.StatusCreated {
+			t.Fatalf("seeding: %d, %v", status, err)
+		}
+	}
+
+	var (
+		sigAt      atomic.Int64 // UnixNano when SIGTERM was sent; 0 before
+		stop       atomic.Bool
+		mu         sync.Mutex
+		failures   []string
+		acked      = map[string][]byte{}
+		done       atomic.Int64 // answered requests
+		afterSig   atomic.Int64 // answered requests sent after SIGTERM
+		spanSignal atomic.Int64 // requests sent before SIGTERM and answered after it
+		wg         sync.WaitGroup
+	)
+	fail := func(format string, a ...any) {
+		mu.Lock()
+		failures = append(failures, fmt.Sprintf(format, a...))
+		mu.Unlock()
+	}
+	for w := range workers {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			for n := 0; !stop.Load(); n++ {
+				var (
+					method, id string
+					data       []byte
+					header     http.Header
+				)
+				if n%2 == 0 {
+					method, id = http.MethodPut, fmt.Sprintf("w%d-%d", w, n)
+					data = body(rng.Uint64(), 1+rng.IntN(4<<10))
+					header = http.Header{"Idempotency-Key": {id}}
+				} else {
+					method, id = http.MethodGet, "seed-"+strconv.Itoa(rng.IntN(seedObjects+5)) // some are 404s
+				}
+				sent := time.Now().UnixNano()
+				status, _, _, err := do(client, method, objURL(id), data, header)
+				began := sigAt.Load()
+				if err != nil {
+					if began != 0 && errors.Is(err, syscall.ECONNREFUSED) {
+						return // the listener is closed: the server is gone for this client
+					}
+					fail("%s %s (shutdown begun: %v): %v", method, id, began != 0, err)
+					return
+				}
+				done.Add(1)
+				switch {
+				case began != 0 && sent >= began:
+					afterSig.Add(1)
+				case began != 0:
+					spanSignal.Add(1)
+				}
+				switch {
+				case method == http.MethodPut && (status == http.StatusCreated || status == http.StatusNoContent):
+					mu.Lock()
+					acked[id] = data
+					mu.Unlock()
+				case method == http.MethodGet && (status == http.StatusOK || status == http.StatusNotFound):
+				default:
+					fail("%s %s (shutdown begun: %v): status %d", method, id, began != 0, status)
+				}
+			}
+		})
+	}
+	defer func() { stop.Store(true); wg.Wait() }()
+
+	// Signal once traffic flows: at least 50 answers and 300ms, so slow requests are in
+	// flight (bounded wait).
+	start := time.Now()
+	for (done.Load() < 50 || time.Since(start) < 300*time.Millisecond) && time.Since(start) < 30*time.Second {
+		time.Sleep(10 * time.Millisecond)
+	}
+	sigAt.Store(time.Now().UnixNano())
+	p.signal(syscall.SIGTERM)
+
+	if delay > 0 {
+		checkShutdownDelay(t, p.url)
+	}
+
+	if code := p.wait(delay + shutdownTimeout + 10*time.Second); code != 0 {
+		t.Errorf("exit code %d after SIGTERM, want 0\nstderr:\n%s", code, p.stderr)
+	}
+	stop.Store(true)
+	wg.Wait()
+
+	for _, f := range failures {
+		t.Error(f)
+	}
+	t.Logf("%d requests answered; %d were in flight at SIGTERM, %d sent after it", done.Load(), spanSignal.Load(), afterSig.Load())
+	if spanSignal.Load() == 0 {
+		t.Error("no request was in flight at SIGTERM: the drain was not exercised")
+	}
+	if delay > 0 && afterSig.Load() == 0 {
+		t.Error("no request sent after SIGTERM was answered, though -shutdown-delay keeps serving")
+	}
+
+	var complete bool
+	for _, r := range p.stdout.records(t) {
+		if r["level"] == "ERROR" {
+			t.Errorf("error logged: %v", r)
+		}
+		complete = complete || r["msg"] == "shutdown complete"
+	}
+	if !complete {
+		t.Error(`no "shutdown complete" log line`)
+	}
+
+	// The store was closed cleanly: the directory opens at once (bolt.Open gives up on
+	// a held lock after 2s) and holds every acknowledged PUT.
+	store, err := bolt.Open(dir)
+	if err != nil {
+		t.Fatalf("reopening the data directory after shutdown: %v", err)
+	}
+	defer store.Close()
+	for id, want := range acked {
+		obj, err := store.Get(t.Context(), id)
+		if err != nil {
+			t.Errorf("acknowledged PUT %s lost: %v", id, err)
+			continue
+		}
+		var got bytes.Buffer
+		_, _ = got.ReadFrom(obj.Body)
+		obj.Body.Close()
+		if !bytes.Equal(got.Bytes(), want) {
+			t.Errorf("acknowledged PUT %s: %d bytes stored, %d sent", id, got.Len(), len(want))
+		}
+	}
+}
+
+// checkShutdownDelay runs during -shutdown-delay: /readyz must turn 503 while the
+// listener still accepts, and a request on a new connection must still succeed.
+func checkShutdownDelay(t *testing.T, url string) {
+	t.Helper()
+	// A new connection per request: the point is that the listener is still open.
+	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		status, _, _, err := do(fresh, http.MethodGet, url+"/readyz", nil, nil)
+		if err != nil {
+			t.Fatalf("/readyz during the shutdown delay: %v (the listener closed before readiness failed)", err)
+		}
+		if status == http.StatusServiceUnavailable {
+			break
+		}
+		if status != http.StatusOK || time.Now().After(deadline) {
+			t.Fatalf("/readyz answered %d after SIGTERM; want 503 within 5s", status)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if status, _, _, err := do(fresh, http.MethodGet, url+"/healthz", nil, nil); err != nil || status != http.StatusOK {
+		t.Errorf("/healthz during the shutdown delay: %d, %v; want 200", status, err)
+	}
+	status, _, _, err := do(fresh, http.MethodPut, url+"/api/buckets/during-delay", []byte("still serving"), nil)
+	if err != nil || status != http.StatusCreated {
+		t.Errorf("PUT on a new connection during the shutdown delay: %d, %v; want 201", status, err)
+	}
+}
