@@ -213,10 +213,10 @@ func TestMetricsRecorded(t *testing.T) {
 	s.do(request{method: "GET", target: "/random/path"})
 	s.do(request{method: "BREW", target: "/api/buckets/a"})
 	want := map[string]uint64{
-		`method="PUT",path="/api/buckets/{id}",status="201"`: 1,
-		`method="GET",path="/api/buckets/{id}",status="200"`: 1,
-		`method="GET",path="/api/buckets/{id}",status="404"`: 1,
-		`method="GET",path="unmatched",status="404"`:         1,
+		`method="PUT",path="/api/buckets/{id}",status="201"`:   1,
+		`method="GET",path="/api/buckets/{id}",status="200"`:   1,
+		`method="GET",path="/api/buckets/{id}",status="404"`:   1,
+		`method="GET",path="unmatched",status="404"`:           1,
 		`method="OTHER",path="/api/buckets/{id}",status="405"`: 1,
 		// Created at zero up front, for the alert rules' ratios.
 		`method="PUT",path="/api/buckets/{id}",status="500"`: 0,
