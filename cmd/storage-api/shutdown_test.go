@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -25,15 +26,22 @@ import (
 // -shutdown-delay), closes idle keep-alive connections and lets active ones finish.
 // A client can therefore see exactly two harmless errors:
 //   - connection refused: it dialled after the listener closed; nothing was accepted.
-//   - its idle connection closed under it just as it sent a request. The server never
-//     read that request. net/http's Transport retries such a request on a new connection
-//     by itself if the request is replayable: GET is, and PUT is once it carries an
+//   - its idle connection closed under it just as it sent a request, which the server
+//     never read. net/http's Transport retries such a request on a new connection by
+//     itself if the request is replayable: GET is, and PUT is once it carries an
 //     Idempotency-Key header (it is idempotent anyway: same id, same bytes). The retry
 //     then dials and is refused, which is the first case.
 //
+// The client alone cannot tell the second case from a server that drops requests it
+// was handling (srv.Close instead of srv.Shutdown): the Transport retries both, and both
+// end refused. The server's access log can: it has a line for every request that
+// reached the handler. So every request carries a unique X-Request-Id, and a request
+// that ended in an error while the access log shows the server handled it is a
+// failure, as is any logged 499 or 5xx.
+//
 // Each worker keeps its own connection alive (MaxIdleConnsPerHost > workers), so no
 // connection is dialled mid-test and none can sit un-accepted in the listen backlog when
-// the listener closes (such a connection would be reset, not refused). Hence: any
+// the listener closes (such a connection would be reset, not refused). Hence also: any
 // status other than the expected ones, and any error other than connection refused
 // after SIGTERM, is a failure.
 func TestGracefulShutdown(t *testing.T) {
@@ -50,6 +58,10 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) { testGracefulShutdown(t, tt.delay) })
 	}
 }
+
+// StatusClientClosed is the status the access log records for a request whose client
+// went away (or whose connection the server cut) before the answer.
+const StatusClientClosed = 499
 
 func testGracefulShutdown(t *testing.T, delay time.Duration) {
 	const (
@@ -77,9 +89,11 @@ func testGracefulShutdown(t *testing.T, delay time.Duration) {
 		mu         sync.Mutex
 		failures   []string
 		acked      = map[string][]byte{}
-		done       atomic.Int64 // answered requests
-		afterSig   atomic.Int64 // answered requests sent after SIGTERM
-		spanSignal atomic.Int64 // requests sent before SIGTERM and answered after it
+		refused    = map[string]string{} // X-Request-Id -> request, for requests that ended refused
+		answered   = map[string]string{} // X-Request-Id -> request, for requests that got a response
+		done       atomic.Int64          // answered requests
+		afterSig   atomic.Int64          // answered requests sent after SIGTERM
+		spanSignal atomic.Int64          // requests sent before SIGTERM and answered after it
 		wg         sync.WaitGroup
 	)
 	fail := func(format string, a ...any) {
@@ -94,12 +108,13 @@ func testGracefulShutdown(t *testing.T, delay time.Duration) {
 				var (
 					method, id string
 					data       []byte
-					header     http.Header
+					reqID      = fmt.Sprintf("gs-%d-%d", w, n)
+					header     = http.Header{"X-Request-Id": {reqID}}
 				)
 				if n%2 == 0 {
 					method, id = http.MethodPut, fmt.Sprintf("w%d-%d", w, n)
 					data = body(rng.Uint64(), 1+rng.IntN(4<<10))
-					header = http.Header{"Idempotency-Key": {id}}
+					header.Set("Idempotency-Key", id)
 				} else {
 					method, id = http.MethodGet, "seed-"+strconv.Itoa(rng.IntN(seedObjects+5)) // some are 404s
 				}
@@ -108,12 +123,18 @@ func testGracefulShutdown(t *testing.T, delay time.Duration) {
 				began := sigAt.Load()
 				if err != nil {
 					if began != 0 && errors.Is(err, syscall.ECONNREFUSED) {
+						mu.Lock()
+						refused[reqID] = method + " " + id
+						mu.Unlock()
 						return // the listener is closed: the server is gone for this client
 					}
 					fail("%s %s (shutdown begun: %v): %v", method, id, began != 0, err)
 					return
 				}
 				done.Add(1)
+				mu.Lock()
+				answered[reqID] = method + " " + id
+				mu.Unlock()
 				switch {
 				case began != 0 && sent >= began:
 					afterSig.Add(1)
@@ -165,14 +186,33 @@ func testGracefulShutdown(t *testing.T, delay time.Duration) {
 	}
 
 	var complete bool
+	logged := map[string]float64{} // X-Request-Id -> status the server logged
 	for _, r := range p.stdout.records(t) {
 		if r["level"] == "ERROR" {
 			t.Errorf("error logged: %v", r)
 		}
 		complete = complete || r["msg"] == "shutdown complete"
+		if id, _ := r["request_id"].(string); r["msg"] == "request" && strings.HasPrefix(id, "gs-") {
+			status, _ := r["status"].(float64)
+			logged[id] = status
+			if status == StatusClientClosed || status >= 500 {
+				t.Errorf("request %s: the server logged status %v", id, status)
+			}
+		}
 	}
 	if !complete {
 		t.Error(`no "shutdown complete" log line`)
+	}
+	for reqID, req := range refused {
+		if status, ok := logged[reqID]; ok {
+			t.Errorf("%s (X-Request-Id %s): the server handled it (logged status %v) but the client got no answer", req, reqID, status)
+		}
+	}
+	// The cross-check above is only as good as the log: every answered request must be in it.
+	for reqID, req := range answered {
+		if _, ok := logged[reqID]; !ok {
+			t.Errorf("%s (X-Request-Id %s) was answered but has no access-log line", req, reqID)
+		}
 	}
 
 	// The store was closed cleanly: the directory opens at once (bolt.Open gives up on
