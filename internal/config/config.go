@@ -92,7 +92,7 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 		return c, err
 	}
 	// PORT is the original service's variable; LISTEN_ADDRESS or the flag win over it.
-	if !fs.IsSet("listen-address") {
+	if !fs.IsSet("listen-address") && getenv("LISTEN_ADDRESS") == "" {
 		if port := getenv("PORT"); port != "" {
 			if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 				return c, fmt.Errorf("PORT=%q: not a port number", port)
