@@ -227,7 +227,7 @@ func TestChartRefuses(t *testing.T) {
 		{"bolt with 2 replicas", []string{"--set", "replicaCount=2"}, "replicaCount=2 needs a shared store: the bolt backend"},
 		{"memory with 2 replicas", []string{"--set", "storage.backend=memory", "--set", "replicaCount=2"}, "replicaCount=2 needs a shared store: the memory backend"},
 		{"bolt with autoscaling", []string{"--set", "autoscaling.enabled=true"}, "autoscaling.enabled=true needs a shared store: the bolt backend"},
-		{"latest tag", []string{"--set", "image.tag=latest"}, "latest"},
+		{"latest tag", []string{"--set", "image.tag=latest"}, `image.tag must not be "latest"`},
 		{"unknown top-level key", []string{"--set", "bogus=1"}, "bogus"},
 		{"unknown nested key", []string{"--set", "storage.bogus=1"}, "bogus"},
 		{"wrong type", []string{"--set", "replicaCount=one"}, "replicaCount"},
@@ -455,16 +455,16 @@ func TestChartMetadata(t *testing.T) {
 		t.Fatal(err)
 	}
 	var chart struct {
-		APIVersion  string `json:"apiVersion"`
-		Name        string `json:"name"`
-		Version     string `json:"version"`
-		AppVersion  string `json:"appVersion"`
-		KubeVersion string `json:"kubeVersion"`
-		Type        string `json:"type"`
-		Description string `json:"description"`
-		Keywords    []string
-		Home        string
-		Sources     []string
+		APIVersion  string   `json:"apiVersion"`
+		Name        string   `json:"name"`
+		Version     string   `json:"version"`
+		AppVersion  string   `json:"appVersion"`
+		KubeVersion string   `json:"kubeVersion"`
+		Type        string   `json:"type"`
+		Description string   `json:"description"`
+		Keywords    []string `json:"keywords"`
+		Home        string   `json:"home"`
+		Sources     []string `json:"sources"`
 	}
 	if err := strictYAML(data, &chart); err != nil {
 		t.Fatal(err)
