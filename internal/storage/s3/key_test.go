@@ -152,38 +152,53 @@ func responseError(status int, apiErr error) error {
 
 func TestMapError(t *testing.T) {
 	s := &Store{}
+	callerGone, cancel := context.WithCancel(context.Background())
+	cancel()
+	storeTimeout, cancelCause := context.WithCancelCause(context.Background())
+	cancelCause(errTimeout)
+	canceledReq := &smithy.OperationError{Err: &smithy.CanceledError{Err: context.Canceled}}
 	tests := []struct {
 		name string
+		ctx  context.Context
 		err  error
 		want error
 	}{
-		{"nil", nil, nil},
-		{"GetObject NoSuchKey", responseError(404, &types.NoSuchKey{}), storage.ErrNotFound},
-		{"HeadObject NotFound", responseError(404, &types.NotFound{}), storage.ErrNotFound},
-		{"generic NoSuchKey", responseError(404, &smithy.GenericAPIError{Code: "NoSuchKey"}), storage.ErrNotFound},
-		{"bare 404", responseError(404, &smithy.GenericAPIError{Code: "NotFound"}), storage.ErrNotFound},
-		{"NoSuchBucket", responseError(404, &smithy.GenericAPIError{Code: "NoSuchBucket"}), storage.ErrUnavailable},
-		{"access denied", responseError(403, &smithy.GenericAPIError{Code: "AccessDenied"}), storage.ErrUnavailable},
-		{"slow down", responseError(503, &smithy.GenericAPIError{Code: "SlowDown"}), storage.ErrUnavailable},
-		{"internal error", responseError(500, &smithy.GenericAPIError{Code: "InternalError"}), storage.ErrUnavailable},
-		{"connection refused", &smithy.OperationError{Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}}, storage.ErrUnavailable},
-		{"deadline", &smithy.OperationError{Err: context.DeadlineExceeded}, storage.ErrUnavailable},
+		{"nil", nil, nil, nil},
+		{"caller cancelled", callerGone, canceledReq, context.Canceled},
+		{"store timeout", storeTimeout, canceledReq, storage.ErrUnavailable},
+		{"not found beats cancellation", callerGone, responseError(404, &types.NoSuchKey{}), storage.ErrNotFound},
+		{"GetObject NoSuchKey", nil, responseError(404, &types.NoSuchKey{}), storage.ErrNotFound},
+		{"HeadObject NotFound", nil, responseError(404, &types.NotFound{}), storage.ErrNotFound},
+		{"generic NoSuchKey", nil, responseError(404, &smithy.GenericAPIError{Code: "NoSuchKey"}), storage.ErrNotFound},
+		{"bare 404", nil, responseError(404, &smithy.GenericAPIError{Code: "NotFound"}), storage.ErrNotFound},
+		{"NoSuchBucket", nil, responseError(404, &smithy.GenericAPIError{Code: "NoSuchBucket"}), storage.ErrUnavailable},
+		{"access denied", nil, responseError(403, &smithy.GenericAPIError{Code: "AccessDenied"}), storage.ErrUnavailable},
+		{"slow down", nil, responseError(503, &smithy.GenericAPIError{Code: "SlowDown"}), storage.ErrUnavailable},
+		{"internal error", nil, responseError(500, &smithy.GenericAPIError{Code: "InternalError"}), storage.ErrUnavailable},
+		{"connection refused", nil, &smithy.OperationError{Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}}, storage.ErrUnavailable},
+		{"deadline", nil, &smithy.OperationError{Err: context.DeadlineExceeded}, storage.ErrUnavailable},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := s.mapError("Op", tc.err)
+			ctx := tc.ctx
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			got := s.mapError(ctx, "Op", tc.err)
 			switch {
 			case tc.want == nil && got != nil:
 				t.Fatalf("mapError = %v, want nil", got)
 			case tc.want != nil && !errors.Is(got, tc.want):
 				t.Fatalf("mapError = %v, want %v", got, tc.want)
+			case tc.want != storage.ErrUnavailable && errors.Is(got, storage.ErrUnavailable):
+				t.Fatalf("mapError = %v, must not be ErrUnavailable", got)
 			case errors.Is(got, storage.ErrUnavailable) && !errors.Is(got, tc.err):
 				t.Fatalf("mapError = %v does not wrap the cause", got)
 			}
 		})
 	}
 	// The cause stays inspectable, e.g. a timeout.
-	if err := s.mapError("Op", &smithy.OperationError{Err: context.DeadlineExceeded}); !errors.Is(err, context.DeadlineExceeded) {
+	if err := s.mapError(context.Background(), "Op", &smithy.OperationError{Err: context.DeadlineExceeded}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("mapError hides context.DeadlineExceeded: %v", err)
 	}
 }

@@ -175,15 +175,39 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return &Store{client: client, bucket: cfg.Bucket, prefix: cfg.Prefix, cfg: cfg, base: base, cancel: cancel}, nil
 }
 
-// opContext derives the context of one operation: the caller's, bounded by timeout and
-// cancelled by Close.
-func (s *Store) opContext(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc, error) {
+// Causes of an operation's context ending that are the store's doing, as opposed to
+// the caller's (a client that went away is not an unavailable store).
+var (
+	errTimeout = errors.New("timed out")
+	errClosed  = errors.New("s3 store is closed")
+)
+
+// op is one operation's context: the caller's, cancelled after timeout and by Close.
+type op struct {
+	ctx   context.Context
+	timer *time.Timer
+	stop  func() bool
+	cause context.CancelCauseFunc
+}
+
+func (s *Store) begin(parent context.Context, timeout time.Duration) (*op, error) {
 	if s.closed.Load() {
-		return nil, nil, fmt.Errorf("%w: s3 store is closed", storage.ErrUnavailable)
+		return nil, fmt.Errorf("%w: %w", storage.ErrUnavailable, errClosed)
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	stop := context.AfterFunc(s.base, cancel)
-	return ctx, func() { stop(); cancel() }, nil
+	ctx, cancel := context.WithCancelCause(parent)
+	return &op{
+		ctx:   ctx,
+		timer: time.AfterFunc(timeout, func() { cancel(errTimeout) }),
+		stop:  context.AfterFunc(s.base, func() { cancel(errClosed) }),
+		cause: cancel,
+	}, nil
+}
+
+// end releases the operation's resources (for Get: when the body is closed).
+func (o *op) end() {
+	o.timer.Stop()
+	o.stop()
+	o.cause(nil)
 }
 
 // Put stores data. created comes from a conditional write (If-None-Match: *), so that of
@@ -200,16 +224,17 @@ func (s *Store) opContext(ctx context.Context, timeout time.Duration) (context.C
 // writes (501) get HeadObject + PutObject, where two concurrent first PUTs can both
 // report created.
 func (s *Store) Put(ctx context.Context, id, contentType string, data []byte) (bool, error) {
-	ctx, done, err := s.opContext(ctx, s.cfg.Timeout)
+	o, err := s.begin(ctx, s.cfg.Timeout)
 	if err != nil {
 		return false, err
 	}
-	defer done()
+	defer o.end()
+	ctx = o.ctx
 	key := s.key(id)
 	etag := storage.ETag(data)
 
 	_, err = s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
-	switch err := s.mapError("HeadObject", err); {
+	switch err := s.mapError(ctx, "HeadObject", err); {
 	case err == nil:
 		return false, s.putObject(ctx, key, contentType, etag, data, false)
 	case !errors.Is(err, storage.ErrNotFound):
@@ -230,7 +255,7 @@ func (s *Store) Put(ctx context.Context, id, contentType string, data []byte) (b
 		s.noConditional.Store(true)
 		return true, s.putObject(ctx, key, contentType, etag, data, false)
 	}
-	return false, s.mapError("PutObject", err)
+	return false, s.mapError(ctx, "PutObject", err)
 }
 
 // putObject writes the object. With conditional it returns the raw SDK error, so that
@@ -253,31 +278,27 @@ func (s *Store) putObject(ctx context.Context, key, contentType, etag string, da
 	if conditional {
 		return err
 	}
-	return s.mapError("PutObject", err)
+	return s.mapError(ctx, "PutObject", err)
 }
 
 // Get streams the object: Body is the HTTP response body, not a copy. The operation
 // timeout stops once the headers arrive; a stalled body fails after ReadTimeout.
 func (s *Store) Get(ctx context.Context, id string) (*storage.Object, error) {
-	if s.closed.Load() {
-		return nil, fmt.Errorf("%w: s3 store is closed", storage.ErrUnavailable)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(s.base, cancel)
-	timer := time.AfterFunc(s.cfg.Timeout, cancel)
-	release := func() { timer.Stop(); stop(); cancel() }
-
-	key := s.key(id)
-	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &key})
+	o, err := s.begin(ctx, s.cfg.Timeout)
 	if err != nil {
-		err = s.mapError("GetObject", err)
-		release()
 		return nil, err
 	}
-	timer.Stop()
+	key := s.key(id)
+	out, err := s.client.GetObject(o.ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &key})
+	if err != nil {
+		err = s.mapError(o.ctx, "GetObject", err)
+		o.end()
+		return nil, err
+	}
+	o.timer.Stop()
 	return &storage.Object{
 		Info: info(out.ContentType, out.Metadata, out.ETag, out.ContentLength),
-		Body: &body{ReadCloser: out.Body, release: release},
+		Body: &body{ReadCloser: out.Body, release: o.end},
 	}, nil
 }
 
@@ -296,15 +317,15 @@ func (b *body) Close() error {
 
 // Stat reads the object's metadata with HeadObject.
 func (s *Store) Stat(ctx context.Context, id string) (storage.Info, error) {
-	ctx, done, err := s.opContext(ctx, s.cfg.Timeout)
+	o, err := s.begin(ctx, s.cfg.Timeout)
 	if err != nil {
 		return storage.Info{}, err
 	}
-	defer done()
+	defer o.end()
 	key := s.key(id)
-	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
+	out, err := s.client.HeadObject(o.ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
 	if err != nil {
-		return storage.Info{}, s.mapError("HeadObject", err)
+		return storage.Info{}, s.mapError(o.ctx, "HeadObject", err)
 	}
 	return info(out.ContentType, out.Metadata, out.ETag, out.ContentLength), nil
 }
@@ -323,32 +344,33 @@ func info(contentType *string, meta map[string]string, s3ETag *string, size *int
 // API must answer needs a HeadObject first. Race: two concurrent DELETEs of one id can
 // both find it and both report success (the local backends report one 404).
 func (s *Store) Delete(ctx context.Context, id string) error {
-	ctx, done, err := s.opContext(ctx, s.cfg.Timeout)
+	o, err := s.begin(ctx, s.cfg.Timeout)
 	if err != nil {
 		return err
 	}
-	defer done()
+	defer o.end()
 	key := s.key(id)
-	if _, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key}); err != nil {
-		return s.mapError("HeadObject", err)
+	if _, err := s.client.HeadObject(o.ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key}); err != nil {
+		return s.mapError(o.ctx, "HeadObject", err)
 	}
-	_, err = s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key})
-	return s.mapError("DeleteObject", err)
+	_, err = s.client.DeleteObject(o.ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key})
+	return s.mapError(o.ctx, "DeleteObject", err)
 }
 
 // Ready checks that the bucket is reachable and accessible: one HeadBucket, not retried,
 // within ReadyTimeout.
 func (s *Store) Ready(ctx context.Context) error {
-	ctx, done, err := s.opContext(ctx, s.cfg.ReadyTimeout)
+	o, err := s.begin(ctx, s.cfg.ReadyTimeout)
 	if err != nil {
 		return err
 	}
-	defer done()
-	_, err = s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.bucket},
+	defer o.end()
+	_, err = s.client.HeadBucket(o.ctx, &s3.HeadBucketInput{Bucket: &s.bucket},
 		func(o *s3.Options) { o.RetryMaxAttempts = 1 })
 	if err != nil {
-		// Even a 404 here means the store is unusable, not that an object is missing.
-		return fmt.Errorf("%w: s3 bucket %q: %w", storage.ErrUnavailable, s.bucket, err)
+		// Even a 404 here means the store is unusable, not that an object is missing;
+		// and a failed probe is "not ready" whoever cancelled it.
+		return fmt.Errorf("%w: s3 bucket %q: %w", storage.ErrUnavailable, s.bucket, describe(o.ctx, err))
 	}
 	return nil
 }
@@ -360,20 +382,35 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// mapError turns an SDK error into the storage package's: no such key → ErrNotFound,
-// anything else → ErrUnavailable, wrapping the cause (so errors.Is also finds a
-// context.DeadlineExceeded or context.Canceled that ended the call).
-func (s *Store) mapError(op string, err error) error {
+// mapError turns an SDK error into the storage package's: no such key → ErrNotFound; the
+// caller's own cancellation or deadline → that context error, unwrapped (the client gave
+// up, the store is not at fault); anything else, including this store's timeout and
+// Close → ErrUnavailable wrapping the cause.
+func (s *Store) mapError(ctx context.Context, op string, err error) error {
 	if err == nil {
 		return nil
 	}
 	if isNotFound(err) {
 		return storage.ErrNotFound
 	}
-	if s.closed.Load() {
-		return fmt.Errorf("%w: s3 store is closed", storage.ErrUnavailable)
+	if ctx.Err() != nil {
+		if cause := context.Cause(ctx); cause != errTimeout && cause != errClosed {
+			return fmt.Errorf("s3 %s: %w", op, cause)
+		}
 	}
-	return fmt.Errorf("%w: s3 %s: %w", storage.ErrUnavailable, op, err)
+	if s.closed.Load() {
+		return fmt.Errorf("%w: %w", storage.ErrUnavailable, errClosed)
+	}
+	return fmt.Errorf("%w: s3 %s: %w", storage.ErrUnavailable, op, describe(ctx, err))
+}
+
+// describe adds the store's timeout to err when that is what ended the call (the SDK
+// only says "context canceled").
+func describe(ctx context.Context, err error) error {
+	if context.Cause(ctx) == errTimeout {
+		return fmt.Errorf("%w (%w)", errTimeout, err)
+	}
+	return err
 }
 
 // isNotFound reports whether err says the key does not exist. GetObject answers
