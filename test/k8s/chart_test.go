@@ -234,7 +234,7 @@ func TestChartRefuses(t *testing.T) {
 		{"unknown backend", []string{"--set", "storage.backend=disk"}, "backend"},
 		{"s3 without bucket", []string{"--set", "storage.backend=s3"}, "storage.s3.bucket"},
 		{"s3 with persistence", append(slices.Clone(s3Base), "--set", "persistence.enabled=true"), "persistence.enabled=true has no use"},
-		{"grace below drain", []string{"--set", "terminationGracePeriodSeconds=5"}, "must exceed config.shutdownTimeoutSeconds"},
+		{"grace below drain", []string{"--set", "terminationGracePeriodSeconds=5"}, "must exceed config.shutdownDelaySeconds + config.shutdownTimeoutSeconds"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -609,13 +609,17 @@ func checkAPIContainer(t *testing.T, d *appsv1.Deployment, c *corev1.Container) 
 	if !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == "/data" && m.Name == "data" }) {
 		t.Errorf("API container must mount the data volume at /data (the only writable data path)")
 	}
-	drain, err := time.ParseDuration(env["SHUTDOWN_TIMEOUT"])
-	if err != nil {
-		t.Fatalf("SHUTDOWN_TIMEOUT %q: %v", env["SHUTDOWN_TIMEOUT"], err)
+	var drain time.Duration
+	for _, k := range []string{"SHUTDOWN_DELAY", "SHUTDOWN_TIMEOUT"} {
+		v, err := time.ParseDuration(env[k])
+		if err != nil {
+			t.Fatalf("%s %q: %v", k, env[k], err)
+		}
+		drain += v
 	}
 	grace := d.Spec.Template.Spec.TerminationGracePeriodSeconds
 	if grace == nil || time.Duration(*grace)*time.Second <= drain {
-		t.Errorf("terminationGracePeriodSeconds %v must exceed the drain timeout %s", grace, drain)
+		t.Errorf("terminationGracePeriodSeconds %v must exceed the drain (delay + timeout) %s", grace, drain)
 	}
 }
 

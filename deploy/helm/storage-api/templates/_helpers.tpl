@@ -92,13 +92,13 @@ app.kubernetes.io/component: loadgen
 {{- end }}
 
 {{- define "storage-api.terminationGracePeriodSeconds" -}}
-{{- $drain := int .Values.config.shutdownTimeoutSeconds }}
+{{- $drain := add (int .Values.config.shutdownDelaySeconds) (int .Values.config.shutdownTimeoutSeconds) }}
 {{- if kindIs "invalid" .Values.terminationGracePeriodSeconds }}
 {{- add $drain 10 }}
 {{- else }}
 {{- $grace := int .Values.terminationGracePeriodSeconds }}
 {{- if le $grace $drain }}
-{{- fail (printf "terminationGracePeriodSeconds (%d) must exceed config.shutdownTimeoutSeconds (%d): the kubelet would kill the server before it drains" $grace $drain) }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must exceed config.shutdownDelaySeconds + config.shutdownTimeoutSeconds (%d): the kubelet would kill the server before it drains" $grace $drain) }}
 {{- end }}
 {{- $grace }}
 {{- end }}
