@@ -44,7 +44,8 @@ fi
 kubectl config use-context "kind-$CLUSTER" >/dev/null
 
 echo "== image $image"
-docker build -t "$image" "$root"
+revision=$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)
+docker build --build-arg VERSION="$app_version" --build-arg REVISION="$revision" -t "$image" "$root"
 kind load docker-image --name "$CLUSTER" "$image"
 
 echo "== namespaces"
