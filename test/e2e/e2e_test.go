@@ -1,0 +1,628 @@
+// Package e2e runs the Storage API, loadgen and a real Prometheus (the pinned release from
+// tools/install.sh) together on 127.0.0.1, with the repository's own Prometheus configuration, rules
+// and dashboard, and checks through Prometheus's HTTP API that everything the dashboard and the alerts
+// rely on is really there.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// root is the repository root, seen from test/e2e.
+const root = "../.."
+
+// Test parameters. Traffic: rate × duration requests, of which errorRatio fail on purpose.
+const (
+	errorRatio   = 0.05
+	loadRate     = 50
+	loadDuration = 30 * time.Second
+	interval     = "1s" // scrape and rule evaluation interval of the test's Prometheus
+	testBudget   = 3 * time.Minute
+)
+
+// Grafana's variables as they would be with a 1s scrape interval and a 2s step; longer names first, so
+// that $__interval does not eat into $__interval_ms. $__range is the queried range.
+var grafanaVars = []struct{ name, value string }{
+	{"$__rate_interval", "5s"},
+	{"$__interval_ms", "2000"},
+	{"$__interval", "2s"},
+}
+
+const apiSelector = `job="storage_api", path="/api/buckets/{id}"`
+
+func TestEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skipping the end-to-end test (builds binaries, runs Prometheus and ~30s of traffic)")
+	}
+	prometheusBin := absPath(t, ".tools/bin/prometheus")
+	if _, err := os.Stat(prometheusBin); errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("%s is missing: run tools/install.sh (it builds the pinned Prometheus into .tools/bin)", prometheusBin)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testBudget)
+	defer cancel()
+	dir := t.TempDir()
+
+	// Build the binaries the stack runs.
+	bin := filepath.Join(dir, "bin")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin+string(filepath.Separator), "./cmd/storage-api", "./cmd/loadgen")
+	build.Dir = absPath(t, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+
+	apiAddr, loadgenAddr, promAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+
+	// storage-api with the bolt store and errors injected at a known ratio.
+	api := start(ctx, t, "storage-api", filepath.Join(dir, "server.log"), filepath.Join(bin, "storage-api"),
+		"-listen-address", apiAddr, "-storage", "bolt", "-data-dir", filepath.Join(dir, "data"),
+		"-fault-error-ratio", strconv.FormatFloat(errorRatio, 'f', -1, 64), "-access-log=false")
+	waitHTTP(ctx, t, "http://"+apiAddr+"/readyz", api)
+
+	// Prometheus with the repository's configuration and rules.
+	cfg := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(cfg, []byte(testConfig(t, apiAddr, loadgenAddr)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	prom := start(ctx, t, "prometheus", filepath.Join(dir, "prometheus.log"), prometheusBin,
+		"--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
+		"--web.listen-address="+promAddr, "--scrape.discovery-reload-interval=500ms", "--log.level=info")
+	waitHTTP(ctx, t, "http://"+promAddr+"/-/ready", prom)
+	p := promAPI{base: "http://" + promAddr}
+	waitFor(ctx, t, "first scrape of storage-api", func() (bool, error) {
+		r, err := p.instant(ctx, `up{job="storage_api"} == 1`, time.Now())
+		return len(r) > 0, err
+	})
+	rangeStart := time.Now() // includes a few idle seconds: expressions must not give NaN there
+
+	// Traffic.
+	time.Sleep(2 * time.Second)
+	loadStart := time.Now()
+	summary := runLoadgen(ctx, t, filepath.Join(bin, "loadgen"), filepath.Join(dir, "loadgen.log"), apiAddr, loadgenAddr)
+	loadEnd := time.Now()
+
+	// Wait until Prometheus has a scrape taken after the last request, and rules evaluated after that.
+	after := func(query string, t0 float64) func() (bool, error) {
+		return func() (bool, error) {
+			r, err := p.instant(ctx, query, time.Now())
+			if err != nil || len(r) == 0 {
+				return false, err
+			}
+			ts, err := r[0].float()
+			return ts > t0, err
+		}
+	}
+	waitFor(ctx, t, "a scrape after the traffic ended",
+		after(`min(timestamp(http_request_duration_seconds_count{`+apiSelector+`}))`, float64(loadEnd.UnixMilli())/1000))
+	waitFor(ctx, t, "a rule evaluation after that scrape",
+		after(`min(timestamp(storage_api:api_requests:rate5m))`, float64(time.Now().UnixMilli())/1000))
+	now := time.Now()
+
+	t.Run("totals agree with loadgen", func(t *testing.T) {
+		checkTotals(ctx, t, p, summary, now)
+	})
+	t.Run("availability SLI", func(t *testing.T) {
+		r, err := p.instant(ctx, "storage_api:sli_availability:ratio_rate5m", now)
+		if err != nil || len(r) != 1 {
+			t.Fatalf("storage_api:sli_availability:ratio_rate5m: %v, %d series", err, len(r))
+		}
+		v, err := r[0].float()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// About 1500 requests: the injected ratio's sampling error is about 0.6 points, so 3 points is > 4 sigma.
+		if want := 1 - errorRatio; math.Abs(v-want) > 0.03 {
+			t.Errorf("availability SLI = %.4f, want %.2f ± 0.03 (fault-error-ratio %v)", v, want, errorRatio)
+		}
+		if want := 1 - summary.ErrorRatio; math.Abs(v-want) > 0.01 {
+			t.Errorf("availability SLI = %.4f, loadgen saw %.4f", v, want)
+		}
+		t.Logf("availability SLI %.4f (1 - injected ratio = %.2f; loadgen: %.4f)", v, 1-errorRatio, 1-summary.ErrorRatio)
+	})
+	t.Run("native and classic histograms both scraped", func(t *testing.T) {
+		// scrape_native_histograms gives the native series (quantile panels); always_scrape_classic_histograms
+		// keeps the _bucket series (SLO rules, heatmap).
+		for _, q := range []string{
+			`http_request_duration_seconds{` + apiSelector + `}`,
+			`http_request_duration_seconds_bucket{` + apiSelector + `, le="0.25"}`,
+		} {
+			r, err := p.instant(ctx, q, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(r) == 0 {
+				t.Errorf("no series for %s", q)
+			}
+			if native := len(r) > 0 && r[0].Histogram != nil; native != !strings.Contains(q, "_bucket") {
+				t.Errorf("%s: native histogram = %v", q, native)
+			}
+		}
+	})
+	t.Run("dashboard queries", func(t *testing.T) {
+		checkDashboard(ctx, t, p, rangeStart, now)
+	})
+	t.Run("rules", func(t *testing.T) {
+		checkRules(ctx, t, p, now)
+	})
+	t.Logf("traffic %s, %d requests; whole test %s", loadEnd.Sub(loadStart).Round(time.Millisecond), summary.Requests, time.Since(rangeStart).Round(time.Second))
+}
+
+// testConfig is deploy/prometheus/prometheus.yml with only the targets, intervals, rule path and alerting
+// block changed. Each change must apply, so a restructured file fails here instead of silently drifting.
+func testConfig(t *testing.T, apiAddr, loadgenAddr string) string {
+	t.Helper()
+	raw, err := os.ReadFile(absPath(t, "deploy/prometheus/prometheus.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := string(raw)
+	for _, r := range []struct{ old, new string }{
+		{`"storage_api:5000"`, strconv.Quote(apiAddr)},
+		{`"loadgen:9101"`, strconv.Quote(loadgenAddr)},
+		{"scrape_interval: 15s", "scrape_interval: " + interval},
+		{"scrape_interval: 10s", "scrape_interval: " + interval},
+		{"evaluation_interval: 15s", "evaluation_interval: " + interval},
+		{"- rules/*.yml", "- " + strconv.Quote(absPath(t, "deploy/prometheus/rules/*.yml"))},
+	} {
+		if !strings.Contains(cfg, r.old) {
+			t.Fatalf("deploy/prometheus/prometheus.yml no longer contains %q; update testConfig", r.old)
+		}
+		cfg = strings.ReplaceAll(cfg, r.old, r.new)
+	}
+	// No Alertmanager runs here: drop the top-level alerting block (up to the next top-level key).
+	var out []string
+	skipping, dropped := false, false
+	for _, line := range strings.Split(cfg, "\n") {
+		topLevel := line != "" && line[0] != ' ' && line[0] != '#'
+		if topLevel {
+			skipping = strings.HasPrefix(line, "alerting:")
+			dropped = dropped || skipping
+		}
+		if !skipping {
+			out = append(out, line)
+		}
+	}
+	if !dropped {
+		t.Fatal("deploy/prometheus/prometheus.yml has no alerting block; update testConfig")
+	}
+	return strings.Join(out, "\n")
+}
+
+// loadgenSummary is the part of loadgen's -output json summary the test uses.
+type loadgenSummary struct {
+	Requests        int64                       `json:"requests"`
+	ErrorRatio      float64                     `json:"error_ratio"`
+	TransportErrors int64                       `json:"transport_errors"`
+	ByMethodStatus  map[string]map[string]int64 `json:"by_method_status"`
+}
+
+func runLoadgen(ctx context.Context, t *testing.T, bin, logPath, apiAddr, metricsAddr string) loadgenSummary {
+	t.Helper()
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	showOnFailure(t, "loadgen", logPath)
+	var stdout bytes.Buffer
+	cmd := exec.CommandContext(ctx, bin, "-target", "http://"+apiAddr, "-mode", "rate",
+		"-rate", strconv.Itoa(loadRate), "-duration", loadDuration.String(), "-output", "json",
+		"-metrics-address", metricsAddr)
+	cmd.Stdout, cmd.Stderr = &stdout, logf
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("loadgen: %v\nstdout: %s", err, stdout.String())
+	}
+	var s loadgenSummary
+	if err := json.Unmarshal(stdout.Bytes(), &s); err != nil {
+		t.Fatalf("loadgen summary: %v\n%s", err, stdout.String())
+	}
+	if s.Requests < loadRate*int64(loadDuration/time.Second)*9/10 || len(s.ByMethodStatus) == 0 {
+		t.Fatalf("loadgen sent too little traffic: %s", stdout.String())
+	}
+	if s.TransportErrors > 0 {
+		t.Errorf("loadgen saw %d transport errors", s.TransportErrors)
+	}
+	return s
+}
+
+// checkTotals compares the server-side request counters Prometheus scraped with loadgen's own counts,
+// per method and status: each within 1% (at least 1 request, for requests cut off at the very end).
+func checkTotals(ctx context.Context, t *testing.T, p promAPI, s loadgenSummary, at time.Time) {
+	r, err := p.instant(ctx, `sum by (method, status) (http_request_duration_seconds_count{`+apiSelector+`})`, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	var total int64
+	for _, smp := range r {
+		v, err := smp.float()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[smp.Metric["method"]+" "+smp.Metric["status"]] = int64(math.Round(v))
+		total += int64(math.Round(v))
+	}
+	want := map[string]int64{}
+	for m, byStatus := range s.ByMethodStatus {
+		for st, n := range byStatus {
+			want[m+" "+st] = n
+		}
+	}
+	keys := map[string]bool{}
+	for k := range got {
+		keys[k] = true
+	}
+	for k := range want {
+		keys[k] = true
+	}
+	sorted := make([]string, 0, len(keys))
+	for k := range keys {
+		sorted = append(sorted, k)
+	}
+	sort.Strings(sorted)
+	for _, k := range sorted {
+		diff := math.Abs(float64(got[k] - want[k]))
+		if tol := math.Max(1, 0.01*float64(want[k])); diff > tol {
+			t.Errorf("%s: Prometheus counted %d, loadgen %d (tolerance %.0f)", k, got[k], want[k], tol)
+		}
+	}
+	if diff := math.Abs(float64(total - s.Requests)); diff > 0.01*float64(s.Requests) {
+		t.Errorf("total: Prometheus counted %d, loadgen %d", total, s.Requests)
+	}
+	t.Logf("Prometheus counted %d API requests, loadgen sent %d", total, s.Requests)
+}
+
+type dashPanel struct {
+	Type    string `json:"type"`
+	Title   string `json:"title"`
+	Targets []struct {
+		RefID   string `json:"refId"`
+		Expr    string `json:"expr"`
+		Instant bool   `json:"instant"`
+	} `json:"targets"`
+	Panels []dashPanel `json:"panels"`
+}
+
+// checkDashboard evaluates every query of the dashboard the way Grafana would (range queries, or instant
+// ones where the panel asks for them) and requires data, and no NaN anywhere in the range.
+func checkDashboard(ctx context.Context, t *testing.T, p promAPI, start, end time.Time) {
+	raw, err := os.ReadFile(absPath(t, "deploy/grafana/dashboards/storage-api.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Panels []dashPanel `json:"panels"`
+	}
+	if err := json.Unmarshal(raw, &d); err != nil {
+		t.Fatal(err)
+	}
+	var panels []dashPanel
+	var walk func([]dashPanel)
+	walk = func(ps []dashPanel) {
+		for _, p := range ps {
+			panels = append(panels, p)
+			walk(p.Panels)
+		}
+	}
+	walk(d.Panels)
+
+	leftover := regexp.MustCompile(`\$\w+`)
+	n := 0
+	for _, panel := range panels {
+		for _, tg := range panel.Targets {
+			n++
+			expr := tg.Expr
+			for _, v := range grafanaVars {
+				expr = strings.ReplaceAll(expr, v.name, v.value)
+			}
+			expr = strings.ReplaceAll(expr, "$__range_s", strconv.Itoa(int(end.Sub(start).Seconds())))
+			expr = strings.ReplaceAll(expr, "$__range", fmt.Sprintf("%ds", int(end.Sub(start).Seconds())))
+			t.Run(panel.Title+"/"+tg.RefID, func(t *testing.T) {
+				if v := leftover.FindString(expr); v != "" {
+					t.Fatalf("unknown Grafana variable %s in %s", v, tg.Expr)
+				}
+				var series []promSeries
+				var err error
+				if tg.Instant {
+					var vec []promSample
+					vec, err = p.instant(ctx, expr, end)
+					for _, s := range vec {
+						ps := promSeries{Metric: s.Metric}
+						if s.Value != nil {
+							ps.Values = append(ps.Values, s.Value)
+						}
+						if s.Histogram != nil {
+							ps.Histograms = append(ps.Histograms, s.Histogram)
+						}
+						series = append(series, ps)
+					}
+				} else {
+					series, err = p.rangeQuery(ctx, expr, start, end, 2*time.Second)
+				}
+				if err != nil {
+					t.Fatalf("%v\n%s", err, expr)
+				}
+				points := 0
+				for _, s := range series {
+					points += len(s.Values) + len(s.Histograms)
+					for _, v := range s.Values {
+						if bytes.Contains(v, []byte(`"NaN"`)) {
+							t.Errorf("NaN in series %v; guard the division\n%s", s.Metric, expr)
+							break
+						}
+					}
+				}
+				if points == 0 {
+					t.Errorf("no data\n%s", expr)
+				}
+			})
+		}
+	}
+	if n < 10 {
+		t.Errorf("only %d dashboard queries found", n)
+	}
+}
+
+// checkRules requires every loaded rule to be healthy and every recording rule to have data, and the
+// alerts to match the traffic: 5% errors burns the 99.9% availability budget far above 14.4x.
+func checkRules(ctx context.Context, t *testing.T, p promAPI, at time.Time) {
+	var rules struct {
+		Groups []struct {
+			Name  string `json:"name"`
+			Rules []struct {
+				Name      string `json:"name"`
+				Type      string `json:"type"`
+				Health    string `json:"health"`
+				LastError string `json:"lastError"`
+				State     string `json:"state"`
+			} `json:"rules"`
+		} `json:"groups"`
+	}
+	if err := p.get(ctx, "/api/v1/rules", nil, &rules); err != nil {
+		t.Fatal(err)
+	}
+	records, alerts := 0, map[string]string{}
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			if r.Health != "ok" {
+				t.Errorf("rule %s (group %s): health %q %s", r.Name, g.Name, r.Health, r.LastError)
+			}
+			if r.Type == "alerting" {
+				alerts[r.Name] = r.State
+				continue
+			}
+			records++
+			res, err := p.instant(ctx, r.Name, at)
+			if err != nil {
+				t.Errorf("%s: %v", r.Name, err)
+			} else if len(res) == 0 {
+				t.Errorf("recording rule %s has no data", r.Name)
+			}
+		}
+	}
+	if records == 0 || len(alerts) == 0 {
+		t.Fatalf("Prometheus loaded %d recording and %d alerting rules; are rule_files right?", records, len(alerts))
+	}
+	for name, want := range map[string]string{
+		"StorageApiAvailabilityBurnRate1h": "firing",
+		"StorageApiLatencyBurnRate1h":      "inactive",
+		"StorageApiTargetDown":             "inactive",
+		"StorageApiTargetAbsent":           "inactive",
+	} {
+		if alerts[name] != want {
+			t.Errorf("alert %s is %q, want %q", name, alerts[name], want)
+		}
+	}
+}
+
+// --- Prometheus HTTP API
+
+type promAPI struct{ base string }
+
+type promSample struct {
+	Metric    map[string]string `json:"metric"`
+	Value     json.RawMessage   `json:"value"`
+	Histogram json.RawMessage   `json:"histogram"`
+}
+
+func (s promSample) float() (float64, error) {
+	var v [2]any
+	if err := json.Unmarshal(s.Value, &v); err != nil {
+		return 0, err
+	}
+	str, ok := v[1].(string)
+	if !ok {
+		return 0, fmt.Errorf("sample value %s", s.Value)
+	}
+	return strconv.ParseFloat(str, 64)
+}
+
+type promSeries struct {
+	Metric     map[string]string `json:"metric"`
+	Values     []json.RawMessage `json:"values"`
+	Histograms []json.RawMessage `json:"histograms"`
+}
+
+func (p promAPI) get(ctx context.Context, path string, params url.Values, data any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.base+path+"?"+params.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	var env struct {
+		Status string          `json:"status"`
+		Error  string          `json:"error"`
+		Data   json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(body, &env); err != nil {
+		return fmt.Errorf("%s: HTTP %d: %s", path, resp.StatusCode, body)
+	}
+	if env.Status != "success" {
+		return fmt.Errorf("%s: %s", path, env.Error)
+	}
+	return json.Unmarshal(env.Data, data)
+}
+
+func (p promAPI) instant(ctx context.Context, query string, at time.Time) ([]promSample, error) {
+	var d struct {
+		ResultType string          `json:"resultType"`
+		Result     json.RawMessage `json:"result"`
+	}
+	err := p.get(ctx, "/api/v1/query", url.Values{"query": {query}, "time": {unixTime(at)}}, &d)
+	if err != nil {
+		return nil, err
+	}
+	if d.ResultType != "vector" {
+		return nil, fmt.Errorf("%s: result type %s, want vector", query, d.ResultType)
+	}
+	var r []promSample
+	return r, json.Unmarshal(d.Result, &r)
+}
+
+func (p promAPI) rangeQuery(ctx context.Context, query string, start, end time.Time, step time.Duration) ([]promSeries, error) {
+	var d struct {
+		Result []promSeries `json:"result"`
+	}
+	err := p.get(ctx, "/api/v1/query_range", url.Values{"query": {query}, "start": {unixTime(start)},
+		"end": {unixTime(end)}, "step": {step.String()}}, &d)
+	return d.Result, err
+}
+
+func unixTime(t time.Time) string {
+	return strconv.FormatFloat(float64(t.UnixMilli())/1000, 'f', 3, 64)
+}
+
+// --- processes and helpers
+
+func absPath(t *testing.T, rel string) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join(root, rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// freeAddr returns a 127.0.0.1 address with a port that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+var httpClient = &http.Client{Timeout: 10 * time.Second}
+
+// proc is a started process; done is closed when it has exited.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// start runs a process with its output in logPath, stops it at the end of the test, and prints the log
+// when the test failed.
+func start(ctx context.Context, t *testing.T, name, logPath, bin string, args ...string) *proc {
+	t.Helper()
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Cancel = func() error { return cmd.Process.Kill() }
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		logf.Close()
+	})
+	showOnFailure(t, name, logPath)
+	return &proc{cmd: cmd, done: done}
+}
+
+// showOnFailure prints the end of a log file when the test has failed (cleanups run last-in first-out,
+// so this runs before the process is stopped; the log is complete enough to diagnose).
+func showOnFailure(t *testing.T, name, logPath string) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		b, _ := os.ReadFile(logPath)
+		if len(b) > 20000 {
+			b = b[len(b)-20000:]
+		}
+		t.Logf("---- %s log (%s) ----\n%s", name, logPath, b)
+	})
+}
+
+// waitHTTP waits until url answers 200, failing early when the process exits.
+func waitHTTP(ctx context.Context, t *testing.T, url string, p *proc) {
+	t.Helper()
+	waitFor(ctx, t, url, func() (bool, error) {
+		select {
+		case <-p.done:
+			t.Fatalf("%s exited while waiting for %s", p.cmd.Path, url)
+		default:
+		}
+		resp, err := httpClient.Get(url)
+		if err != nil {
+			return false, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+}
+
+// waitFor polls cond every 200ms for up to 30 seconds.
+func waitFor(ctx context.Context, t *testing.T, what string, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var lastErr error
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		ok, err := cond()
+		if ok {
+			return
+		}
+		lastErr = err
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s (last error: %v)", what, lastErr)
+}
