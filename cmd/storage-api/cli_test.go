@@ -207,7 +207,7 @@ func freePort(t *testing.T) string {
 // X-Request-Id echo: the client's id when valid, a generated one otherwise.
 func TestAccessLogAndRequestID(t *testing.T) {
 	p := startProc(t, nil, "-listen-address", "127.0.0.1:0", "-storage", "memory")
-	client := newClient()
+	client := newClient(1)
 	generated := regexp.MustCompile(`^[0-9a-f]{16}$`)
 	tests := []struct {
 		name, method, path string
@@ -298,7 +298,7 @@ func TestDataDirLock(t *testing.T) {
 	dir := t.TempDir()
 	args := []string{"-listen-address", "127.0.0.1:0", "-data-dir", dir, "-access-log=false"}
 	p := startProc(t, nil, args...)
-	client := newClient()
+	client := newClient(1)
 	if status, _, _, err := do(client, http.MethodPut, p.url+"/api/buckets/kept", []byte("kept"), nil); err != nil || status != http.StatusCreated {
 		t.Fatalf("PUT: %d, %v", status, err)
 	}

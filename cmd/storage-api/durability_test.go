@@ -44,9 +44,9 @@ func TestDurabilityAfterSIGKILL(t *testing.T) {
 	dir := t.TempDir()
 	args := []string{"-listen-address", "127.0.0.1:0", "-storage", "bolt", "-data-dir", dir, "-access-log=false"}
 	p := startProc(t, nil, args...)
-	client := newClient()
-
 	const clients = 16
+	client := newClient(clients)
+
 	var (
 		mu         sync.Mutex
 		puts       = map[string]*sentPut{}

@@ -258,11 +258,16 @@ func runBinary(t *testing.T, timeout time.Duration, env []string, args ...string
 	return cmd.ProcessState.ExitCode(), out.String(), errOut.String()
 }
 
-// newClient returns a client whose connections all stay alive between requests: one per
-// concurrent caller, so no new connection is dialled mid-test (see shutdown_test.go).
-func newClient() *http.Client {
+// newClient returns a client for callers concurrent callers whose connections all stay
+// alive between requests, one per caller. MaxConnsPerHost matters: without it the
+// Transport dials an extra connection whenever a request finds no idle one, racing the
+// return of a busy one, and keeps the spare. Such a connection dialled just before the
+// listener closes sits un-accepted in the backlog and is reset, not refused
+// (see shutdown_test.go).
+func newClient(callers int) *http.Client {
 	tr := &http.Transport{
-		MaxIdleConnsPerHost: 64,
+		MaxConnsPerHost:     callers,
+		MaxIdleConnsPerHost: callers,
 		DisableCompression:  true,
 	}
 	return &http.Client{Transport: tr, Timeout: 30 * time.Second}

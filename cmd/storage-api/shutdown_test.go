@@ -39,11 +39,11 @@ import (
 // that ended in an error while the access log shows the server handled it is a
 // failure, as is any logged 499 or 5xx.
 //
-// Each worker keeps its own connection alive (MaxIdleConnsPerHost > workers), so no
-// connection is dialled mid-test and none can sit un-accepted in the listen backlog when
-// the listener closes (such a connection would be reset, not refused). Hence also: any
-// status other than the expected ones, and any error other than connection refused
-// after SIGTERM, is a failure.
+// Each worker keeps its own connection alive and the client never opens more (newClient
+// sets MaxConnsPerHost), so no connection is dialled mid-test and none can sit
+// un-accepted in the listen backlog when the listener closes (such a connection would be
+// reset, not refused). Hence also: any status other than the expected ones, and any
+// error other than connection refused after SIGTERM, is a failure.
 func TestGracefulShutdown(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -73,7 +73,7 @@ func testGracefulShutdown(t *testing.T, delay time.Duration) {
 	p := startProc(t, nil, "-listen-address", "127.0.0.1:0", "-storage", "bolt", "-data-dir", dir,
 		"-fault-latency", "300ms", "-fault-latency-ratio", "0.2",
 		"-shutdown-timeout", shutdownTimeout.String(), "-shutdown-delay", delay.String())
-	client := newClient()
+	client := newClient(workers)
 	objURL := func(id string) string { return p.url + "/api/buckets/" + id }
 
 	for i := range seedObjects {
