@@ -130,6 +130,9 @@ func TestChartRenders(t *testing.T) {
 					t.Errorf("data volume should use the claim %s, got %+v", pvc.Name, d.Spec.Template.Spec.Volumes[0])
 				}
 				for _, sm := range ofKind[*monitoringv1.ServiceMonitor](objs) {
+					if sm.Spec.ScrapeNativeHistograms == nil || !*sm.Spec.ScrapeNativeHistograms || sm.Spec.ScrapeClassicHistograms == nil || !*sm.Spec.ScrapeClassicHistograms {
+						t.Errorf("ServiceMonitor %s must scrape native and classic histograms, like compose", sm.Name)
+					}
 					if sm.Labels["release"] != "monitoring" {
 						t.Errorf("ServiceMonitor %s lacks the extra label release=monitoring", sm.Name)
 					}
@@ -138,6 +141,18 @@ func TestChartRenders(t *testing.T) {
 					if pr.Labels["release"] != "monitoring" {
 						t.Errorf("PrometheusRule %s lacks the extra label release=monitoring", pr.Name)
 					}
+				}
+			},
+		},
+		{
+			name: "older prometheus-operator",
+			crds: true,
+			args: []string{"--set", "serviceMonitor.enabled=true", "--set", "serviceMonitor.nativeHistograms=false"},
+			want: map[string]int{"ServiceAccount": 1, "Service": 1, "Deployment": 1, "ServiceMonitor": 1},
+			check: func(t *testing.T, objs []object) {
+				sm := ofKind[*monitoringv1.ServiceMonitor](objs)[0]
+				if sm.Spec.ScrapeNativeHistograms != nil || sm.Spec.ScrapeClassicHistograms != nil {
+					t.Errorf("nativeHistograms=false must leave out the fields an older CRD lacks")
 				}
 			},
 		},
