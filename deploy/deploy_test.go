@@ -205,15 +205,27 @@ func TestPromtoolAndAmtool(t *testing.T) {
 	if err != nil || len(rules) == 0 {
 		t.Fatalf("no rule files in deploy/prometheus/rules (err %v)", err)
 	}
-	cases := []struct {
+	type toolCase struct {
 		name string
 		tool string
 		args []string
-	}{
+	}
+	cases := []toolCase{
 		{"check config", "promtool", []string{"check", "config", filepath.Join(root, "deploy/prometheus/prometheus.yml")}},
 		{"check rules", "promtool", append([]string{"check", "rules"}, rules...)},
 		{"test rules", "promtool", append([]string{"test", "rules"}, tests...)},
 		{"amtool check-config", "amtool", []string{"check-config", filepath.Join(root, "deploy/alertmanager/alertmanager.yml")}},
+	}
+	// Routing: the severities the rules set reach their receivers (--verify.receivers makes amtool exit 1 otherwise).
+	for _, r := range []struct{ receiver, labels string }{
+		{"page", "severity=page slo=availability"},
+		{"page", "severity=page alertname=StorageApiTargetDown"},
+		{"ticket", "severity=ticket slo=latency"},
+		{"default", "alertname=SomethingElse"},
+	} {
+		cases = append(cases, toolCase{"route " + r.labels, "amtool", append([]string{"config", "routes", "test",
+			"--config.file=" + filepath.Join(root, "deploy/alertmanager/alertmanager.yml"),
+			"--verify.receivers=" + r.receiver}, strings.Fields(r.labels)...)})
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
