@@ -138,6 +138,29 @@ func TestDashboard(t *testing.T) {
 			}
 		}
 	}
+	// Recorded series the dashboard uses must be defined by the rules Prometheus loads.
+	rules, err := filepath.Glob(filepath.Join(root, "deploy/prometheus/rules/*.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var defs strings.Builder
+	for _, f := range rules {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defs.Write(b)
+	}
+	recorded := regexp.MustCompile(`\bstorage_api:[a-z0-9_]+:[a-z0-9_]+\b`)
+	for _, p := range flatten(d.Panels) {
+		for _, tg := range p.Targets {
+			for _, name := range recorded.FindAllString(tg.Expr, -1) {
+				if !strings.Contains(defs.String(), "record: "+name+"\n") {
+					t.Errorf("panel %q uses %s, which no rule in deploy/prometheus/rules records", p.Title, name)
+				}
+			}
+		}
+	}
 	if graphs < 10 {
 		t.Errorf("only %d panels; the issue asks for the RED, latency, storage, SLO and runtime panels", graphs)
 	}
