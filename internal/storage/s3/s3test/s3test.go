@@ -132,7 +132,8 @@ func (s *Server) Restart() {
 		s.t.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(s.bin, "--port", s.Addr, "posix", s.Dir)
+	// --keep-alive: like real S3 services (versitygw closes each connection by default).
+	cmd := exec.Command(s.bin, "--port", s.Addr, "--keep-alive", "--quiet", "posix", s.Dir)
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+AccessKey, "ROOT_SECRET_KEY="+SecretKey)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
