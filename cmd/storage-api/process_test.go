@@ -275,11 +275,16 @@ func newClient(callers int) *http.Client {
 
 // do sends a request and returns the status, headers and body; err is a transport error.
 func do(c *http.Client, method, url string, body []byte, header http.Header) (int, http.Header, []byte, error) {
+	return doCtx(context.Background(), c, method, url, body, header)
+}
+
+// doCtx is do with a context (for an httptrace.ClientTrace).
+func doCtx(ctx context.Context, c *http.Client, method, url string, body []byte, header http.Header) (int, http.Header, []byte, error) {
 	var r io.Reader
 	if body != nil {
 		r = bytes.NewReader(body)
 	}
-	req, err := http.NewRequest(method, url, r)
+	req, err := http.NewRequestWithContext(ctx, method, url, r)
 	if err != nil {
 		return 0, nil, nil, err
 	}
