@@ -26,13 +26,13 @@ func (c Config) Enabled() bool {
 // Validate checks the ratios and the latency.
 func (c Config) Validate() error {
 	if c.ErrorRatio < 0 || c.ErrorRatio > 1 {
-		return fmt.Errorf("fault error ratio %v is not within 0..1", c.ErrorRatio)
+		return fmt.Errorf("-fault-error-ratio (FAULT_ERROR_RATIO) %v is not within 0..1", c.ErrorRatio)
 	}
 	if c.LatencyRatio < 0 || c.LatencyRatio > 1 {
-		return fmt.Errorf("fault latency ratio %v is not within 0..1", c.LatencyRatio)
+		return fmt.Errorf("-fault-latency-ratio (FAULT_LATENCY_RATIO) %v is not within 0..1", c.LatencyRatio)
 	}
 	if c.Latency < 0 {
-		return fmt.Errorf("fault latency %v is negative", c.Latency)
+		return fmt.Errorf("-fault-latency (FAULT_LATENCY) %v is negative", c.Latency)
 	}
 	return nil
 }
