@@ -24,8 +24,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -287,4 +289,93 @@ func BenchmarkServer(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkAccessLog prices the access-log line alone, as observe writes it, and cheaper
+// encodings of the same fields (for the suggestions in docs/performance.md).
+func BenchmarkAccessLog(b *testing.B) {
+	log := jsonDiscardLogger()
+	ctx := b.Context()
+	const elapsed = 1234567 // ns
+	variants := []struct {
+		name string
+		fn   func()
+	}{
+		{"current", func() { // 8 attrs, float duration: as in observe
+			log.LogAttrs(ctx, slog.LevelInfo, "request",
+				slog.String("method", "GET"), slog.String("path", BucketPath),
+				slog.String("uri", "/api/buckets/obj-1"), slog.Int("status", 200),
+				slog.Int64("bytes", 1024), slog.Float64("duration_seconds", float64(elapsed)/1e9),
+				slog.String("request_id", "0123456789abcdef"), slog.String("remote", "127.0.0.1:54321"))
+		}},
+		{"int-duration", func() { // the same with the duration as an integer
+			log.LogAttrs(ctx, slog.LevelInfo, "request",
+				slog.String("method", "GET"), slog.String("path", BucketPath),
+				slog.String("uri", "/api/buckets/obj-1"), slog.Int("status", 200),
+				slog.Int64("bytes", 1024), slog.Int64("duration_us", elapsed/1000),
+				slog.String("request_id", "0123456789abcdef"), slog.String("remote", "127.0.0.1:54321"))
+		}},
+		{"int-duration-5attrs", func() { // at most 5 attrs fit slog.Record without a slice
+			log.LogAttrs(ctx, slog.LevelInfo, "request",
+				slog.String("method", "GET"), slog.String("path", BucketPath),
+				slog.Int("status", 200), slog.Int64("duration_us", elapsed/1000),
+				slog.String("request_id", "0123456789abcdef"))
+		}},
+		{"hand-encoded", func() { // all 8 fields, appended to a reused buffer, no slog
+			buf := benchLine[:0]
+			buf = append(buf, `{"time":"`...)
+			buf = time.Now().AppendFormat(buf, time.RFC3339Nano)
+			buf = append(buf, `","level":"INFO","msg":"request","method":`...)
+			buf = appendJSONString(buf, "GET")
+			buf = append(buf, `,"path":`...)
+			buf = appendJSONString(buf, BucketPath)
+			buf = append(buf, `,"uri":`...)
+			buf = appendJSONString(buf, "/api/buckets/obj-1")
+			buf = append(buf, `,"status":`...)
+			buf = strconv.AppendInt(buf, 200, 10)
+			buf = append(buf, `,"bytes":`...)
+			buf = strconv.AppendInt(buf, 1024, 10)
+			buf = append(buf, `,"duration_seconds":`...)
+			buf = strconv.AppendFloat(buf, float64(elapsed)/1e9, 'f', -1, 64)
+			buf = append(buf, `,"request_id":`...)
+			buf = appendJSONString(buf, "0123456789abcdef")
+			buf = append(buf, `,"remote":`...)
+			buf = appendJSONString(buf, "127.0.0.1:54321")
+			buf = append(buf, "}\n"...)
+			_, _ = io.Discard.Write(buf)
+			benchLine = buf
+		}},
+	}
+	for _, v := range variants {
+		b.Run("variant="+v.name, func(b *testing.B) {
+			b.ReportAllocs()
+			cpu0 := processCPU(b)
+			n := 0
+			for b.Loop() {
+				v.fn()
+				n++
+			}
+			b.ReportMetric(float64(processCPU(b)-cpu0)/float64(n), "cpu-ns/op")
+		})
+	}
+}
+
+var benchLine = make([]byte, 0, 512)
+
+// appendJSONString is the sketch of a hand-written encoder that BenchmarkAccessLog
+// prices: quotes, backslashes and control characters escaped, the rest copied.
+func appendJSONString(buf []byte, s string) []byte {
+	const hexDigits = "0123456789abcdef"
+	buf = append(buf, '"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			buf = append(buf, '\\', c)
+		case c < 0x20:
+			buf = append(buf, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		default:
+			buf = append(buf, c)
+		}
+	}
+	return append(buf, '"')
 }
