@@ -6,13 +6,14 @@
 #   bare      GET and PUT          (the practical limit of net/http on this machine)
 #   memory    PUT, GET             (default config: metrics and access log on)
 #   memory    GET with -metrics=false  (instrumentation overhead ratio)
+#   memory    GET with -access-log=false (the access log's share)
 #   bolt      PUT, GET             (durable: every PUT fsync'd, group commit)
 # Prints a markdown table: requests/s, p50 and p99 latency, and the server process's CPU
 # time per request (utime+stime from /proc/<pid>/stat), steadier than requests/s on a
 # shared machine because wrk and other work compete for the same cores.
 #
 # Environment: BENCH_DURATION (10s), BENCH_THREADS (2), BENCH_CONNECTIONS (16),
-# BENCH_IDS (1000), BENCH_PORT (18080). About 100 s with the defaults.
+# BENCH_IDS (1000), BENCH_PORT (18080). About 2 minutes with the defaults.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -119,6 +120,11 @@ preload
 measure mem_get_off "storage-api memory -metrics=false, GET" get
 stop
 
+start memory-nolog "$work/storage-api" -listen-address "$addr" -storage memory -access-log=false
+preload
+measure mem_get_nolog "storage-api memory -access-log=false, GET" get
+stop
+
 start bolt "$work/storage-api" -listen-address "$addr" -storage bolt -data-dir "$work/bolt"
 measure bolt_put "storage-api bolt (fsync), PUT" put
 measure bolt_get "storage-api bolt, GET" get
@@ -142,3 +148,4 @@ echo "| memory GET / bare GET (target ≥ 0.90) | $(ratio "${rps[mem_get]}" "${r
 echo "| memory GET / Python GET 2,900/s (target ≥ 12) | $(ratio "${rps[mem_get]}" 2900) | |"
 echo "| bolt PUT / Python in-memory PUT 3,400/s (target ≥ 1) | $(ratio "${rps[bolt_put]}" 3400) | |"
 echo "| metrics on / off, memory GET (target ≥ 0.95) | $(ratio "${rps[mem_get]}" "${rps[mem_get_off]}") | $(ratio "${cpu[mem_get]}" "${cpu[mem_get_off]}") |"
+echo "| access log on / off, memory GET | $(ratio "${rps[mem_get]}" "${rps[mem_get_nolog]}") | $(ratio "${cpu[mem_get]}" "${cpu[mem_get_nolog]}") |"
