@@ -227,3 +227,26 @@ func TestClosedStore(t *testing.T) {
 		}
 	}
 }
+
+// FuzzObjectName: every id maps to one safe path segment within the length limit, and a
+// spelled-out name decodes back to its id (so distinct ids never share a key).
+func FuzzObjectName(f *testing.F) {
+	for _, id := range []string{"a", "../x", "a/b", "%41", "~", ".", "ü", "\xff", strings.Repeat("/", 100)} {
+		f.Add(id)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		name := objectName(id)
+		if name == "" || strings.Contains(name, "/") || name == "." || name == ".." || len(name) > maxNameLen || !utf8.ValidString(name) {
+			t.Fatalf("objectName(%q) = %q is not a safe path segment", id, name)
+		}
+		if name[0] == hashedMark {
+			if name != hashedName(id) {
+				t.Fatalf("objectName(%q) = %q starts with %q but is not the hashed name", id, name, hashedMark)
+			}
+			return
+		}
+		if back, err := unescape(name); err != nil || back != id {
+			t.Fatalf("unescape(objectName(%q)) = %q, %v", id, back, err)
+		}
+	})
+}
