@@ -39,9 +39,10 @@ want=("$@")
 
 for t in "${want[@]}"; do
   case "$t" in
-    # remove_all_sd drops the service-discovery plugins: half the build time, static targets still work.
-    prometheus) install prometheus "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/prometheus -tags remove_all_sd -ldflags "-s -w" ;;
-    promtool) install promtool "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/promtool -tags remove_all_sd -ldflags "-s -w" ;;
+    # remove_all_sd drops the service-discovery plugins (half the build time); static targets still work,
+    # and enable_dns_sd keeps DNS discovery, which the compose s3 profile uses for its two API replicas.
+    prometheus) install prometheus "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/prometheus -tags remove_all_sd,enable_dns_sd -ldflags "-s -w" ;;
+    promtool) install promtool "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/promtool -tags remove_all_sd,enable_dns_sd -ldflags "-s -w" ;;
     amtool) install amtool "$ALERTMANAGER_VERSION" github.com/prometheus/alertmanager/cmd/amtool -ldflags "-s -w" ;;
     helm) install helm "$HELM_VERSION" helm.sh/helm/v4/cmd/helm -ldflags "-s -w" ;;
     versitygw) install versitygw "$VERSITYGW_VERSION" github.com/versity/versitygw/cmd/versitygw -ldflags "-s -w" ;;
