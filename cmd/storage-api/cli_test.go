@@ -87,7 +87,7 @@ func TestInvalidConfig(t *testing.T) {
 	}{
 		{"not a number", nil, []string{"-max-object-size", "ten"}, []string{"-max-object-size", "ten"}},
 		{"unknown backend", nil, []string{"-storage", "floppy"}, []string{"-storage", "floppy"}},
-		{"ratio over 1", nil, []string{"-fault-latency-ratio", "2"}, []string{"latency ratio"}},
+		{"ratio over 1", nil, []string{"-fault-latency-ratio", "2"}, []string{"-fault-latency-ratio"}},
 		{"bad duration in env", []string{"SHUTDOWN_TIMEOUT=soon"}, nil, []string{"SHUTDOWN_TIMEOUT", "soon"}},
 		{"bad PORT", []string{"PORT=http"}, nil, []string{"PORT", "http"}},
 		{"s3 without bucket", []string{"STORAGE_BACKEND=s3"}, nil, []string{"-s3-bucket"}},

@@ -83,10 +83,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}()
 
 	reg := metrics.NewRegistry(version, revision)
-	store = metrics.InstrumentStore(store, cfg.Storage, reg)
 	var httpMetrics *metrics.HTTP
 	if cfg.Metrics {
+		store = metrics.InstrumentStore(store, cfg.Storage, reg)
 		httpMetrics = metrics.NewHTTP(reg)
+	}
+	var accessLog io.Writer
+	if cfg.AccessLog {
+		accessLog = logger.Writer()
 	}
 	var faults *fault.Injector
 	if cfg.Fault.Enabled() {
@@ -100,7 +104,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Store:          store,
 		MaxObjectSize:  cfg.MaxObjectSize,
 		Log:            log,
-		AccessLog:      cfg.AccessLog,
+		AccessLog:      accessLog,
 		Metrics:        httpMetrics,
 		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, EnableOpenMetrics: true}),
 		Faults:         faults,

@@ -3,6 +3,7 @@
 package api
 
 import (
+	"io"
 	"log/slog"
 	"net/http"
 
@@ -16,7 +17,9 @@ type Options struct {
 	Store         storage.Store
 	MaxObjectSize int64
 	Log           *slog.Logger
-	AccessLog     bool
+	// AccessLog receives one JSON line per request; nil switches the access log off.
+	// It must be safe for concurrent use and should be buffered (internal/logging).
+	AccessLog io.Writer
 	// Metrics records the HTTP metrics; nil switches instrumentation off.
 	Metrics *metrics.HTTP
 	// MetricsHandler serves GET /metrics.
@@ -31,7 +34,7 @@ type server struct {
 	store          storage.Store
 	maxObjectSize  int64
 	log            *slog.Logger
-	accessLog      bool
+	accessLog      *accessLog
 	metrics        *metrics.HTTP
 	metricsHandler http.Handler
 	faults         *fault.Injector
@@ -44,7 +47,7 @@ func New(o Options) http.Handler {
 		store:          o.Store,
 		maxObjectSize:  o.MaxObjectSize,
 		log:            o.Log,
-		accessLog:      o.AccessLog,
+		accessLog:      newAccessLog(o.AccessLog),
 		metrics:        o.Metrics,
 		metricsHandler: o.MetricsHandler,
 		faults:         o.Faults,

@@ -35,7 +35,7 @@ func newTestServer(t testing.TB, maxSize int64) *testServer {
 		Store:          store,
 		MaxObjectSize:  maxSize,
 		Log:            slog.New(slog.DiscardHandler),
-		AccessLog:      true,
+		AccessLog:      io.Discard,
 		Metrics:        metrics.NewHTTP(reg),
 		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 	})

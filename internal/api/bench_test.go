@@ -24,7 +24,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -181,9 +180,13 @@ func promhttpChain(reg prometheus.Registerer) func(method, path string, h http.H
 }
 
 // observeChain is our middleware as api.New installs it, around any handler.
-func observeChain(m *metrics.HTTP, log *slog.Logger, accessLog bool) func(method, path string, h http.Handler) http.Handler {
+func observeChain(m *metrics.HTTP, log *slog.Logger, withLog bool) func(method, path string, h http.Handler) http.Handler {
 	return func(method, path string, h http.Handler) http.Handler {
-		return observe(m.Route(path, []string{method}, benchStatuses), log, accessLog, path)(h)
+		var al *accessLog
+		if withLog {
+			al = newAccessLog(io.Discard)
+		}
+		return observe(m.Route(path, []string{method}, benchStatuses), log, al, path)(h)
 	}
 }
 
@@ -203,7 +206,7 @@ func BenchmarkMiddleware(b *testing.B) {
 		{"observe-nometrics", func(b *testing.B, s *benchref.Store) (http.Handler, *prometheus.Registry, string) {
 			// Request id, panic recovery and status capture only: -metrics=false -access-log=false.
 			return s.Handler(func(_, path string, h http.Handler) http.Handler {
-				return observe(nil, jsonDiscardLogger(), false, path)(h)
+				return observe(nil, jsonDiscardLogger(), nil, path)(h)
 			}), nil, ""
 		}},
 		{"observe", func(b *testing.B, s *benchref.Store) (http.Handler, *prometheus.Registry, string) {
@@ -276,7 +279,7 @@ func BenchmarkServer(b *testing.B) {
 					Store:          store,
 					MaxObjectSize:  10 << 20,
 					Log:            jsonDiscardLogger(),
-					AccessLog:      c.accessLog,
+					AccessLog:      discardIf(c.accessLog),
 					MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 				}
 				if c.httpMetrics {
@@ -297,6 +300,7 @@ func BenchmarkAccessLog(b *testing.B) {
 	log := jsonDiscardLogger()
 	ctx := b.Context()
 	const elapsed = 1234567 // ns
+	al := newAccessLog(io.Discard)
 	variants := []struct {
 		name string
 		fn   func()
@@ -321,29 +325,9 @@ func BenchmarkAccessLog(b *testing.B) {
 				slog.Int("status", 200), slog.Int64("duration_us", elapsed/1000),
 				slog.String("request_id", "0123456789abcdef"))
 		}},
-		{"hand-encoded", func() { // all 8 fields, appended to a reused buffer, no slog
-			buf := benchLine[:0]
-			buf = append(buf, `{"time":"`...)
-			buf = time.Now().AppendFormat(buf, time.RFC3339Nano)
-			buf = append(buf, `","level":"INFO","msg":"request","method":`...)
-			buf = appendJSONString(buf, "GET")
-			buf = append(buf, `,"path":`...)
-			buf = appendJSONString(buf, BucketPath)
-			buf = append(buf, `,"uri":`...)
-			buf = appendJSONString(buf, "/api/buckets/obj-1")
-			buf = append(buf, `,"status":`...)
-			buf = strconv.AppendInt(buf, 200, 10)
-			buf = append(buf, `,"bytes":`...)
-			buf = strconv.AppendInt(buf, 1024, 10)
-			buf = append(buf, `,"duration_seconds":`...)
-			buf = strconv.AppendFloat(buf, float64(elapsed)/1e9, 'f', -1, 64)
-			buf = append(buf, `,"request_id":`...)
-			buf = appendJSONString(buf, "0123456789abcdef")
-			buf = append(buf, `,"remote":`...)
-			buf = appendJSONString(buf, "127.0.0.1:54321")
-			buf = append(buf, "}\n"...)
-			_, _ = io.Discard.Write(buf)
-			benchLine = buf
+		{"accesslog", func() { // what observe writes now: internal/api/accesslog.go
+			al.write(time.Now(), accessEntry{method: "GET", path: BucketPath, uri: "/api/buckets/obj-1",
+				status: 200, bytes: 1024, duration: elapsed, requestID: "0123456789abcdef", remote: "127.0.0.1:54321"})
 		}},
 	}
 	for _, v := range variants {
@@ -360,22 +344,10 @@ func BenchmarkAccessLog(b *testing.B) {
 	}
 }
 
-var benchLine = make([]byte, 0, 512)
-
-// appendJSONString is the sketch of a hand-written encoder that BenchmarkAccessLog
-// prices: quotes, backslashes and control characters escaped, the rest copied.
-func appendJSONString(buf []byte, s string) []byte {
-	const hexDigits = "0123456789abcdef"
-	buf = append(buf, '"')
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '"' || c == '\\':
-			buf = append(buf, '\\', c)
-		case c < 0x20:
-			buf = append(buf, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		default:
-			buf = append(buf, c)
-		}
+// discardIf is io.Discard when on, else nil (access log off).
+func discardIf(on bool) io.Writer {
+	if on {
+		return io.Discard
 	}
-	return append(buf, '"')
+	return nil
 }

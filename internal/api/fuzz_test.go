@@ -110,3 +110,21 @@ func validMethod(m string) bool {
 	}
 	return true
 }
+
+// FuzzAccessLogString: whatever a client puts in a URI or method, the access-log line
+// stays valid JSON and keeps the text (invalid UTF-8 becoming U+FFFD).
+func FuzzAccessLogString(f *testing.F) {
+	for _, s := range []string{"", "plain", `q"uote\back`, "\x00\n\t\x1f", "ü日本", "\xff\xfe", "a\u2028b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var got string
+		b := appendJSONString(nil, s)
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatalf("appendJSONString(%q) = %s: not JSON: %v", s, b, err)
+		}
+		if want := strings.ToValidUTF8(s, "\uFFFD"); got != want && utf8.ValidString(s) {
+			t.Fatalf("appendJSONString(%q) decodes to %q", s, got)
+		}
+	})
+}

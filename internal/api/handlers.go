@@ -126,7 +126,7 @@ func getObject(store storage.Store, log *slog.Logger) http.Handler {
 			if _, err := io.Copy(w, body); err != nil && r.Context().Err() == nil {
 				// Headers are gone: all we can do is log and cut the connection short.
 				log.LogAttrs(r.Context(), slog.LevelError, "object body copy failed",
-					slog.String("request_id", RequestID(r.Context())), slog.Any("error", err))
+					slog.String("request_id", RequestID(r)), slog.Any("error", err))
 			}
 		}
 	})
@@ -158,13 +158,13 @@ func storeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		writeError(w, http.StatusNotFound, "not found")
 	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		log.LogAttrs(r.Context(), slog.LevelWarn, "storage unavailable",
-			slog.String("request_id", RequestID(r.Context())), slog.Any("error", err))
+			slog.String("request_id", RequestID(r)), slog.Any("error", err))
 		Unavailable(w, "storage unavailable")
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; the instrumentation records 499. Nobody reads a body.
 	default:
 		log.LogAttrs(r.Context(), slog.LevelError, "storage failure",
-			slog.String("request_id", RequestID(r.Context())), slog.Any("error", err))
+			slog.String("request_id", RequestID(r)), slog.Any("error", err))
 		writeError(w, http.StatusInternalServerError, "internal error")
 	}
 }

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"encoding/hex"
 	"log/slog"
 	"math/rand/v2"
@@ -11,13 +10,13 @@ import (
 	"github.com/sre-instrumentation/storage-api/internal/metrics"
 )
 
-type requestIDKey struct{}
+// RequestIDHeader carries the request id: taken from the client when it sent a usable
+// one, generated otherwise, and echoed in the response.
+const RequestIDHeader = "X-Request-Id"
 
-// RequestID returns the request id the middleware stored in ctx ("" if none).
-func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
-}
+// RequestID returns the request's id. observe stores it in the request's own header
+// (rather than a context value, which would copy the whole request per request).
+func RequestID(r *http.Request) string { return r.Header.Get(RequestIDHeader) }
 
 // StatusClientClosedRequest is recorded when the client went away before the answer
 // (nginx's convention; it is never sent).
@@ -25,21 +24,21 @@ const StatusClientClosedRequest = 499
 
 // observe is the one middleware every route goes through. It gives the request an id,
 // recovers panics into a JSON 500, and, once the response is written, records the
-// request's metrics (when m is not nil) and its access-log line (when accessLog is set).
+// request's metrics (when route is not nil) and its access-log line (when access is not nil).
 // One wrapper of the ResponseWriter serves all three.
-func observe(route *metrics.Route, log *slog.Logger, accessLog bool, pattern string) func(http.Handler) http.Handler {
+func observe(route *metrics.Route, log *slog.Logger, access *accessLog, pattern string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
 			if route != nil {
 				route.Start()
 			}
-			id := r.Header.Get("X-Request-Id")
+			id := r.Header.Get(RequestIDHeader)
 			if !validRequestID(id) {
 				id = newRequestID()
+				r.Header.Set(RequestIDHeader, id)
 			}
-			w.Header().Set("X-Request-Id", id)
-			r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
+			w.Header()[RequestIDHeader] = []string{id}
 			rw := &responseWriter{ResponseWriter: w}
 
 			defer func() {
@@ -70,17 +69,12 @@ func observe(route *metrics.Route, log *slog.Logger, accessLog bool, pattern str
 				if route != nil {
 					route.Done(metrics.MethodLabel(r.Method), status, elapsed, reqSize, rw.written)
 				}
-				if accessLog {
-					log.LogAttrs(r.Context(), slog.LevelInfo, "request",
-						slog.String("method", r.Method),
-						slog.String("path", pattern),
-						slog.String("uri", truncate(r.URL.RequestURI(), 256)),
-						slog.Int("status", status),
-						slog.Int64("bytes", rw.written),
-						slog.Float64("duration_seconds", elapsed.Seconds()),
-						slog.String("request_id", id),
-						slog.String("remote", r.RemoteAddr),
-					)
+				if access != nil {
+					access.write(start.Add(elapsed), accessEntry{
+						method: r.Method, path: pattern, uri: truncate(r.URL.RequestURI(), 256),
+						status: status, bytes: rw.written, duration: elapsed,
+						requestID: id, remote: r.RemoteAddr,
+					})
 				}
 			}()
 			next.ServeHTTP(rw, r)

@@ -69,7 +69,7 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	fs.Int64Var(&c.MaxObjectSize, "max-object-size", "MAX_OBJECT_SIZE", 10<<20, "largest object accepted, in bytes")
 	logLevel := fs.String("log-level", "LOG_LEVEL", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&c.AccessLog, "access-log", "ACCESS_LOG", true, "log one line per request")
-	fs.BoolVar(&c.Metrics, "metrics", "METRICS_ENABLED", true, "record HTTP metrics (false only to measure their overhead; /metrics still serves the rest)")
+	fs.BoolVar(&c.Metrics, "metrics", "METRICS_ENABLED", true, "record request and storage metrics (false only to measure their overhead; /metrics still serves the runtime and build metrics)")
 	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", "READ_HEADER_TIMEOUT", 5*time.Second, "time allowed to read request headers")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", "READ_TIMEOUT", 60*time.Second, "time allowed to read a whole request, body included")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", "WRITE_TIMEOUT", 60*time.Second, "time allowed to write a response")

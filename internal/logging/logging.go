@@ -51,6 +51,10 @@ func (l *Logger) flushLoop() {
 	}
 }
 
+// Writer is the logger's buffered, concurrency-safe output, for writers of ready-made
+// JSON lines (the access log).
+func (l *Logger) Writer() io.Writer { return l.w }
+
 // Close flushes what is buffered and stops the flusher. Call it last: lines logged
 // after Close stay in the buffer.
 func (l *Logger) Close() {

@@ -7,6 +7,7 @@ package metrics
 
 import (
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -93,10 +94,8 @@ func NewHTTP(reg prometheus.Registerer) *HTTP {
 func (m *HTTP) Route(path string, methods []string, statuses []int) *Route {
 	r := &Route{m: m, path: path, panics: m.panics.WithLabelValues(path)}
 	for _, method := range methods {
-		m.requestSize.WithLabelValues(method, path)
-		m.responseSize.WithLabelValues(method, path)
 		for _, code := range statuses {
-			m.duration.WithLabelValues(method, path, strconv.Itoa(code))
+			r.series(method, code)
 		}
 	}
 	return r
@@ -107,6 +106,33 @@ type Route struct {
 	m      *HTTP
 	path   string
 	panics prometheus.Counter
+	// observers caches the series of each (method, status) seen, so a request costs a
+	// map load instead of three label-hashing lookups. Both keys are bounded (methods
+	// by MethodLabel, statuses by what the handlers send).
+	observers sync.Map // routeKey -> *routeSeries
+}
+
+type routeKey struct {
+	method string
+	status int
+}
+
+type routeSeries struct {
+	duration, requestSize, responseSize prometheus.Observer
+}
+
+func (r *Route) series(method string, status int) *routeSeries {
+	k := routeKey{method, status}
+	if s, ok := r.observers.Load(k); ok {
+		return s.(*routeSeries)
+	}
+	s := &routeSeries{
+		duration:     r.m.duration.WithLabelValues(method, r.path, strconv.Itoa(status)),
+		requestSize:  r.m.requestSize.WithLabelValues(method, r.path),
+		responseSize: r.m.responseSize.WithLabelValues(method, r.path),
+	}
+	actual, _ := r.observers.LoadOrStore(k, s)
+	return actual.(*routeSeries)
 }
 
 // Start marks a request as in flight; call Done when it ends.
@@ -115,39 +141,11 @@ func (r *Route) Start() { r.m.inFlight.Inc() }
 // Done records a finished request. method must already be a label value (MethodLabel).
 func (r *Route) Done(method string, status int, elapsed time.Duration, reqSize, respSize int64) {
 	r.m.inFlight.Dec()
-	r.m.duration.WithLabelValues(method, r.path, statusLabel(status)).Observe(elapsed.Seconds())
-	r.m.requestSize.WithLabelValues(method, r.path).Observe(float64(reqSize))
-	r.m.responseSize.WithLabelValues(method, r.path).Observe(float64(respSize))
+	s := r.series(method, status)
+	s.duration.Observe(elapsed.Seconds())
+	s.requestSize.Observe(float64(reqSize))
+	s.responseSize.Observe(float64(respSize))
 }
 
 // Panicked counts a recovered panic.
 func (r *Route) Panicked() { r.panics.Inc() }
-
-// statusLabel avoids strconv for the common codes (no allocation on the hot path).
-func statusLabel(code int) string {
-	switch code {
-	case 200:
-		return "200"
-	case 201:
-		return "201"
-	case 204:
-		return "204"
-	case 304:
-		return "304"
-	case 400:
-		return "400"
-	case 404:
-		return "404"
-	case 405:
-		return "405"
-	case 413:
-		return "413"
-	case 499:
-		return "499"
-	case 500:
-		return "500"
-	case 503:
-		return "503"
-	}
-	return strconv.Itoa(code)
-}
