@@ -2,12 +2,14 @@ package api
 
 import (
 	"bufio"
-	"io"
 	"net"
 	"net/http"
 )
 
-// responseWriter records the status and body size a handler wrote. Like client_golang's
+// responseWriter records the status and body size a handler wrote. It deliberately has
+// no ReadFrom: net/http's ReadFrom flushes the headers and then writes the body with
+// separate system calls (sendfile only helps for files, which no store returns), so
+// io.Copy through Write, one buffered write per response, is faster for our objects. Like client_golang's
 // promhttp delegator it must not hide the optional interfaces of the writer it wraps:
 // Flush and Hijack are forwarded, and Unwrap lets http.ResponseController reach the
 // rest (deadlines, full duplex).
@@ -32,25 +34,6 @@ func (w *responseWriter) Write(b []byte) (int, error) {
 	}
 	n, err := w.ResponseWriter.Write(b)
 	w.written += int64(n)
-	if err != nil && w.writeErr == nil {
-		w.writeErr = err
-	}
-	return n, err
-}
-
-// ReadFrom keeps io.Copy's sendfile/splice path of the underlying writer.
-func (w *responseWriter) ReadFrom(r io.Reader) (int64, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	var n int64
-	var err error
-	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
-		n, err = rf.ReadFrom(r)
-	} else {
-		n, err = io.Copy(w.ResponseWriter, r)
-	}
-	w.written += n
 	if err != nil && w.writeErr == nil {
 		w.writeErr = err
 	}
