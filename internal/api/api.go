@@ -30,37 +30,23 @@ type Options struct {
 	ShuttingDown func() bool
 }
 
+// server is the handler's state: its options, defaults filled in.
 type server struct {
-	store          storage.Store
-	maxObjectSize  int64
-	log            *slog.Logger
-	accessLog      *accessLog
-	metrics        *metrics.HTTP
-	metricsHandler http.Handler
-	faults         *fault.Injector
-	shuttingDown   func() bool
+	Options
+	access *accessLog
 }
 
 // New returns the API's handler.
 func New(o Options) http.Handler {
-	s := &server{
-		store:          o.Store,
-		maxObjectSize:  o.MaxObjectSize,
-		log:            o.Log,
-		accessLog:      newAccessLog(o.AccessLog),
-		metrics:        o.Metrics,
-		metricsHandler: o.MetricsHandler,
-		faults:         o.Faults,
-		shuttingDown:   o.ShuttingDown,
+	s := &server{Options: o, access: newAccessLog(o.AccessLog)}
+	if s.Log == nil {
+		s.Log = slog.New(slog.DiscardHandler)
 	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
+	if s.ShuttingDown == nil {
+		s.ShuttingDown = func() bool { return false }
 	}
-	if s.shuttingDown == nil {
-		s.shuttingDown = func() bool { return false }
-	}
-	if s.metricsHandler == nil {
-		s.metricsHandler = notFound()
+	if s.MetricsHandler == nil {
+		s.MetricsHandler = notFound()
 	}
 	mux := http.NewServeMux()
 	s.register(mux)

@@ -25,19 +25,19 @@ type route struct {
 // routes lists every route the server answers. It is the one place to look.
 func (s *server) routes() []route {
 	return []route{
-		{methods: []string{"PUT"}, path: BucketPath, handler: putObject(s.store, s.maxObjectSize, s.log), api: true,
+		{methods: []string{"PUT"}, path: BucketPath, handler: putObject(s.Store, s.MaxObjectSize, s.Log), api: true,
 			statuses: []int{201, 204, 400, 413, 500, 503}},
-		{methods: []string{"GET", "HEAD"}, path: BucketPath, handler: getObject(s.store, s.log), api: true,
+		{methods: []string{"GET", "HEAD"}, path: BucketPath, handler: getObject(s.Store, s.Log), api: true,
 			statuses: []int{200, 304, 400, 404, 500, 503}},
-		{methods: []string{"DELETE"}, path: BucketPath, handler: deleteObject(s.store, s.log), api: true,
+		{methods: []string{"DELETE"}, path: BucketPath, handler: deleteObject(s.Store, s.Log), api: true,
 			statuses: []int{204, 400, 404, 500, 503}},
 		// /api/buckets/ with no id: an invalid (empty) id, not an unknown route.
 		{path: "/api/buckets/{$}", handler: emptyID(), api: true},
 		// Without this, ServeMux would redirect /api/buckets to /api/buckets/.
 		{path: "/api/buckets", handler: notFound()},
 		{methods: []string{"GET", "HEAD"}, path: "/healthz", handler: healthz(), statuses: []int{200}},
-		{methods: []string{"GET", "HEAD"}, path: "/readyz", handler: readyz(s.store, s.shuttingDown), statuses: []int{200, 503}},
-		{methods: []string{"GET", "HEAD"}, path: "/metrics", handler: s.metricsHandler, statuses: []int{200}},
+		{methods: []string{"GET", "HEAD"}, path: "/readyz", handler: readyz(s.Store, s.ShuttingDown), statuses: []int{200, 503}},
+		{methods: []string{"GET", "HEAD"}, path: "/metrics", handler: s.MetricsHandler, statuses: []int{200}},
 		{path: "/", handler: notFound()},
 	}
 }
@@ -65,14 +65,14 @@ func (s *server) register(mux *http.ServeMux) {
 	for _, r := range rs {
 		label := metricsPath(r.path)
 		h := r.handler
-		if r.api && s.faults != nil {
-			h = s.faults.Middleware(h)
+		if r.api && s.Faults != nil {
+			h = s.Faults.Middleware(h)
 		}
 		var rec *metrics.Route
-		if s.metrics != nil {
-			rec = s.metrics.Route(label, r.methods, r.statuses)
+		if s.Metrics != nil {
+			rec = s.Metrics.Route(label, r.methods, r.statuses)
 		}
-		h = observe(rec, s.log, s.accessLog, label)(h)
+		h = observe(rec, s.Log, s.access, label)(h)
 		if len(r.methods) == 0 {
 			mux.Handle(r.path, h)
 			continue
