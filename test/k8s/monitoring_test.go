@@ -141,3 +141,24 @@ func TestKindScriptPins(t *testing.T) {
 		t.Errorf("up.sh: %d charts fetched with --repo but %d --version flags", r, v)
 	}
 }
+
+// TestCRDVersionInStep: the server-side check generates its CRDs from the same prometheus-operator
+// API version the offline tests decode with.
+func TestCRDVersionInStep(t *testing.T) {
+	re := regexp.MustCompile(`github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring (v\S+)`)
+	var versions []string
+	for _, f := range []string{"go.mod", filepath.Join("apiserver", "crdgen", "go.mod")} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := re.FindSubmatch(data)
+		if m == nil {
+			t.Fatalf("%s does not require the monitoring API", f)
+		}
+		versions = append(versions, string(m[1]))
+	}
+	if versions[0] != versions[1] {
+		t.Errorf("monitoring API %s in test/k8s but %s in apiserver/crdgen", versions[0], versions[1])
+	}
+}
