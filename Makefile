@@ -6,7 +6,7 @@ GO_LDFLAGS := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 GO_BUILD   := CGO_ENABLED=0 go build -trimpath -ldflags "$(GO_LDFLAGS)"
 TOOLS      := .tools/bin
 
-.PHONY: all build run tools test test-unit test-short test-compose test-k8s bench bench-load lint fuzz kind-up kind-down clean
+.PHONY: all build run tools test test-short helm-test k8s-apiserver-test bench bench-load lint fuzz kind-up kind-down clean
 
 all: lint test
 
@@ -32,6 +32,18 @@ test: tools
 ## test-short: the fast subset (no external tools, no long end-to-end runs)
 test-short:
 	go test -race -short ./...
+
+## helm-test: the offline chart checks alone (helm lint/template, strict typed decoding)
+helm-test:
+	bash tools/install.sh helm
+	cd test/k8s && go test -count=1 ./...
+
+## k8s-apiserver-test: optional, slow the first time (~20 min to build kube-apiserver and
+## etcd, cached): helm install --dry-run=server and a real install against a real apiserver
+k8s-apiserver-test:
+	bash tools/install.sh helm
+	bash test/k8s/apiserver/install.sh
+	cd test/k8s/apiserver && go test -count=1 ./...
 
 ## bench: Go micro-benchmarks (compare runs with benchstat)
 bench:
