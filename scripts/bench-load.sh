@@ -8,6 +8,7 @@
 #   memory    GET with -metrics=false  (instrumentation overhead ratio)
 #   memory    GET with -access-log=false (the access log's share)
 #   bolt      PUT, GET             (durable: every PUT fsync'd, group commit)
+#   s3        PUT, GET             (against versitygw from .tools/bin, if built; BENCH_S3=0 skips)
 # Prints a markdown table: requests/s, p50 and p99 latency, and the server process's CPU
 # time per request (utime+stime from /proc/<pid>/stat), steadier than requests/s on a
 # shared machine because wrk and other work compete for the same cores.
@@ -36,7 +37,12 @@ fi
 
 work=$(mktemp -d)
 server_pid=
+gw_pid=
 cleanup() {
+	if [[ -n $gw_pid ]]; then
+		kill "$gw_pid" 2>/dev/null || true
+		wait "$gw_pid" 2>/dev/null || true
+	fi
 	if [[ -n $server_pid ]]; then
 		kill "$server_pid" 2>/dev/null || true
 		wait "$server_pid" 2>/dev/null || true
@@ -129,6 +135,27 @@ start bolt "$work/storage-api" -listen-address "$addr" -storage bolt -data-dir "
 measure bolt_put "storage-api bolt (fsync), PUT" put
 measure bolt_get "storage-api bolt, GET" get
 stop
+
+# s3: the same load through the s3 backend, against versitygw (posix directory) on the
+# same machine, if tools/install.sh built it. BENCH_S3=0 skips it.
+gw=$root/.tools/bin/versitygw
+if [[ ${BENCH_S3:-1} != 0 && -x $gw ]]; then
+	s3addr=127.0.0.1:$((port + 1))
+	mkdir -p "$work/s3/bench" # posix backend: a directory is a bucket
+	ROOT_ACCESS_KEY=bench ROOT_SECRET_KEY=bench-secret "$gw" --port "$s3addr" --keep-alive --quiet posix "$work/s3" >"$work/versitygw.log" 2>&1 &
+	gw_pid=$!
+	for _ in $(seq 100); do
+		curl -s -o /dev/null --max-time 1 "http://$s3addr/" && break
+		sleep 0.1
+	done
+	start s3 env AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret AWS_REGION=us-east-1 \
+		"$work/storage-api" -listen-address "$addr" -storage s3 -s3-bucket bench -s3-endpoint "http://$s3addr" -s3-path-style
+	measure s3_put "storage-api s3 (versitygw on the same cores), PUT" put
+	measure s3_get "storage-api s3 (versitygw on the same cores), GET" get
+	stop
+	kill "$gw_pid" && wait "$gw_pid" 2>/dev/null || true
+	gw_pid=
+fi
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
