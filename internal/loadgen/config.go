@@ -5,12 +5,13 @@ package loadgen
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/sre-instrumentation/storage-api/internal/envflag"
 )
 
 // Modes.
@@ -69,45 +70,23 @@ func defaultConfig() Config {
 // default. Usage text goes to usage. It returns flag.ErrHelp for -h.
 func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
 	c := defaultConfig()
-	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
-	fs.SetOutput(usage)
-	fs.StringVar(&c.Target, "target", c.Target, "base URL of the storage API")
-	fs.StringVar(&c.Mode, "mode", c.Mode, "scenario (virtual users: PUT, think, GET, think/2, DELETE) or rate (open model, constant request rate)")
-	fs.Float64Var(&c.Rate, "rate", c.Rate, "requests per second in rate mode")
-	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "virtual users in scenario mode; maximum requests in flight in rate mode")
-	fs.DurationVar(&c.Duration, "duration", c.Duration, "how long to send traffic; 0 runs until SIGTERM/SIGINT")
-	fs.IntVar(&c.IDs, "ids", c.IDs, "size of the id space (ids obj-0 .. obj-<ids-1>); small spaces make users collide like the original script")
-	fs.Var(&c.Size, "size", `payload bytes of a PUT: fixed ("1024", "4k", "1MiB") or a uniform range ("512-4096")`)
-	fs.Var(&c.Mix, "mix", "relative weights of methods in rate mode, e.g. put=1,get=3,head=1,delete=1")
-	fs.DurationVar(&c.Think, "think", c.Think, "scenario think time after PUT (half of it after GET)")
-	fs.Float64Var(&c.MaxErrorRatio, "max-error-ratio", c.MaxErrorRatio, "exit 1 when (transport errors + 5xx) / requests exceeds this; 1 never fails")
-	fs.StringVar(&c.Output, "output", c.Output, "summary format: text or json")
-	fs.StringVar(&c.MetricsAddress, "metrics-address", c.MetricsAddress, "listen address of /metrics; empty disables it")
-	fs.DurationVar(&c.ReadyTimeout, "ready-timeout", c.ReadyTimeout, "how long to wait for the target's /readyz before starting; 0 skips the wait")
-	fs.DurationVar(&c.Timeout, "timeout", c.Timeout, "timeout of one request")
-	fs.Usage = func() {
-		fmt.Fprintf(usage, "Usage: loadgen [flags]\n\nEvery flag can also be set by its environment variable (%s + NAME, e.g. LOADGEN_RATE);\na flag on the command line wins.\n\n", EnvPrefix)
-		fs.PrintDefaults()
-	}
-
-	// Environment first, so that Parse below overrides it.
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		name := EnvName(f.Name)
-		if v := getenv(name); v != "" && envErr == nil {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = fmt.Errorf("invalid value %q for %s: %w", v, name, err)
-			}
-		}
-	})
-	if envErr != nil {
-		return c, envErr
-	}
-	if err := fs.Parse(args); err != nil {
+	fs := envflag.New("loadgen", usage)
+	fs.StringVar(&c.Target, "target", EnvName("target"), c.Target, "base URL of the storage API")
+	fs.StringVar(&c.Mode, "mode", EnvName("mode"), c.Mode, "scenario (virtual users: PUT, think, GET, think/2, DELETE) or rate (open model, constant request rate)")
+	fs.Float64Var(&c.Rate, "rate", EnvName("rate"), c.Rate, "requests per second in rate mode")
+	fs.IntVar(&c.Concurrency, "concurrency", EnvName("concurrency"), c.Concurrency, "virtual users in scenario mode; maximum requests in flight in rate mode")
+	fs.DurationVar(&c.Duration, "duration", EnvName("duration"), c.Duration, "how long to send traffic; 0 runs until SIGTERM/SIGINT")
+	fs.IntVar(&c.IDs, "ids", EnvName("ids"), c.IDs, "size of the id space (ids obj-0 .. obj-<ids-1>); small spaces make users collide like the original script")
+	fs.Var(&c.Size, "size", EnvName("size"), `payload bytes of a PUT: fixed ("1024", "4k", "1MiB") or a uniform range ("512-4096")`)
+	fs.Var(&c.Mix, "mix", EnvName("mix"), "relative weights of methods in rate mode, e.g. put=1,get=3,head=1,delete=1")
+	fs.DurationVar(&c.Think, "think", EnvName("think"), c.Think, "scenario think time after PUT (half of it after GET)")
+	fs.Float64Var(&c.MaxErrorRatio, "max-error-ratio", EnvName("max-error-ratio"), c.MaxErrorRatio, "exit 1 when (transport errors + 5xx) / requests exceeds this; 1 never fails")
+	fs.StringVar(&c.Output, "output", EnvName("output"), c.Output, "summary format: text or json")
+	fs.StringVar(&c.MetricsAddress, "metrics-address", EnvName("metrics-address"), c.MetricsAddress, "listen address of /metrics; empty disables it")
+	fs.DurationVar(&c.ReadyTimeout, "ready-timeout", EnvName("ready-timeout"), c.ReadyTimeout, "how long to wait for the target's /readyz before starting; 0 skips the wait")
+	fs.DurationVar(&c.Timeout, "timeout", EnvName("timeout"), c.Timeout, "timeout of one request")
+	if err := fs.Parse(args, getenv); err != nil {
 		return c, err
-	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	return c, c.Validate()
 }

@@ -69,7 +69,7 @@ func TestParseConfig(t *testing.T) {
 		{name: "bad size", args: []string{"-size", "big"}, wantErr: "size"},
 		{name: "bad env value", env: map[string]string{"LOADGEN_RATE": "fast"}, wantErr: "LOADGEN_RATE"},
 		{name: "unknown flag", args: []string{"-speed", "1"}, wantErr: "flag provided but not defined"},
-		{name: "positional argument", args: []string{"extra"}, wantErr: "unexpected arguments"},
+		{name: "positional argument", args: []string{"extra"}, wantErr: "unexpected argument"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
