@@ -55,13 +55,13 @@ func putObject(store storage.Store, maxSize int64, log *slog.Logger) http.Handle
 			writeError(w, http.StatusBadRequest, "could not read request body")
 			return
 		}
-		created, err := store.Put(r.Context(), id, contentType, data)
+		res, err := store.Put(r.Context(), id, contentType, data)
 		if err != nil {
 			storeError(w, r, log, err)
 			return
 		}
-		w.Header().Set("ETag", quoteETag(storage.ETag(data)))
-		if created {
+		w.Header().Set("ETag", quoteETag(res.ETag))
+		if res.Created {
 			w.Header().Set("Location", "/api/buckets/"+url.PathEscape(id))
 			w.WriteHeader(http.StatusCreated)
 			return

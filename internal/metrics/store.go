@@ -63,11 +63,11 @@ func (s *instrumentedStore) observe(op string, start time.Time, err error) {
 	s.ops[op][result].Observe(time.Since(start).Seconds())
 }
 
-func (s *instrumentedStore) Put(ctx context.Context, id, contentType string, data []byte) (bool, error) {
+func (s *instrumentedStore) Put(ctx context.Context, id, contentType string, data []byte) (storage.PutResult, error) {
 	start := time.Now()
-	created, err := s.Store.Put(ctx, id, contentType, data)
+	res, err := s.Store.Put(ctx, id, contentType, data)
 	s.observe("put", start, err)
-	return created, err
+	return res, err
 }
 
 func (s *instrumentedStore) Get(ctx context.Context, id string) (*storage.Object, error) {

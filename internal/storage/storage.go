@@ -28,6 +28,17 @@ type Info struct {
 	Size int64
 }
 
+// PutResult is what a Put stored.
+type PutResult struct {
+	Info
+	Created bool // the id was new
+}
+
+// NewInfo is the metadata of data stored with contentType.
+func NewInfo(contentType string, data []byte) Info {
+	return Info{ContentType: contentType, ETag: ETag(data), Size: int64(len(data))}
+}
+
 // Object is an object's metadata and a reader over its bytes. The caller must close Body.
 type Object struct {
 	Info
@@ -38,10 +49,11 @@ type Object struct {
 // Ids are opaque, already-validated strings (see api.ValidateID); the store must keep them
 // byte for byte.
 type Store interface {
-	// Put stores data under id, replacing any previous object. created reports whether
-	// the id was new. When Put returns nil the object is durable as far as the backend
-	// promises durability (bolt: fsync'd).
-	Put(ctx context.Context, id string, contentType string, data []byte) (created bool, err error)
+	// Put stores data under id, replacing any previous object, and returns what it
+	// stored (so callers need not hash the data again) and whether the id was new. When
+	// Put returns nil the object is durable as far as the backend promises durability
+	// (bolt: fsync'd).
+	Put(ctx context.Context, id string, contentType string, data []byte) (PutResult, error)
 	// Get returns the object, or ErrNotFound.
 	Get(ctx context.Context, id string) (*Object, error)
 	// Stat returns the object's metadata without its bytes, or ErrNotFound.

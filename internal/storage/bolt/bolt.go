@@ -153,12 +153,16 @@ func decode(v []byte) (storage.Info, []byte, error) {
 	}, data, nil
 }
 
-func (s *Store) Put(ctx context.Context, id, contentType string, data []byte) (bool, error) {
-	op := &writeOp{kind: opPut, id: id, contentType: contentType, data: data, etag: storage.ETag(data)}
+func (s *Store) Put(ctx context.Context, id, contentType string, data []byte) (storage.PutResult, error) {
+	info := storage.NewInfo(contentType, data)
+	op := &writeOp{kind: opPut, id: id, contentType: contentType, data: data, etag: info.ETag}
 	if err := s.submit(ctx, op); err != nil {
-		return false, err
+		return storage.PutResult{}, err
 	}
-	return op.created, op.err
+	if op.err != nil {
+		return storage.PutResult{}, op.err
+	}
+	return storage.PutResult{Info: info, Created: op.created}, nil
 }
 
 func (s *Store) Delete(ctx context.Context, id string) error {

@@ -31,21 +31,18 @@ func New() *Store {
 
 var _ storage.StatsReporter = (*Store)(nil)
 
-func (s *Store) Put(_ context.Context, id, contentType string, data []byte) (bool, error) {
+func (s *Store) Put(_ context.Context, id, contentType string, data []byte) (storage.PutResult, error) {
 	// Copy: the caller may reuse its buffer after Put returns.
-	obj := object{
-		info: storage.Info{ContentType: contentType, ETag: storage.ETag(data), Size: int64(len(data))},
-		data: bytes.Clone(data),
-	}
+	obj := object{info: storage.NewInfo(contentType, data), data: bytes.Clone(data)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return false, storage.ErrUnavailable
+		return storage.PutResult{}, storage.ErrUnavailable
 	}
 	old, existed := s.objects[id]
 	s.objects[id] = obj
 	s.bytes += obj.info.Size - old.info.Size
-	return !existed, nil
+	return storage.PutResult{Info: obj.info, Created: !existed}, nil
 }
 
 func (s *Store) Get(_ context.Context, id string) (*storage.Object, error) {

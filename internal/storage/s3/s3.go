@@ -223,7 +223,16 @@ func (o *op) end() {
 // re-creates the object but reports 204 instead of 201. Servers without conditional
 // writes (501) get HeadObject + PutObject, where two concurrent first PUTs can both
 // report created.
-func (s *Store) Put(ctx context.Context, id, contentType string, data []byte) (bool, error) {
+func (s *Store) Put(ctx context.Context, id, contentType string, data []byte) (storage.PutResult, error) {
+	info := storage.NewInfo(contentType, data)
+	created, err := s.put(ctx, id, contentType, info.ETag, data)
+	if err != nil {
+		return storage.PutResult{}, err
+	}
+	return storage.PutResult{Info: info, Created: created}, nil
+}
+
+func (s *Store) put(ctx context.Context, id, contentType, etag string, data []byte) (bool, error) {
 	o, err := s.begin(ctx, s.cfg.Timeout)
 	if err != nil {
 		return false, err
@@ -231,7 +240,6 @@ func (s *Store) Put(ctx context.Context, id, contentType string, data []byte) (b
 	defer o.end()
 	ctx = o.ctx
 	key := s.key(id)
-	etag := storage.ETag(data)
 
 	_, err = s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
 	switch err := s.mapError(ctx, "HeadObject", err); {

@@ -95,11 +95,11 @@ func TestSharedBucket(t *testing.T) {
 		for i := range 8 {
 			s := []*s3.Store{a, b}[i%2]
 			wg.Go(func() {
-				c, err := s.Put(context.Background(), id, "text/plain", []byte(fmt.Sprint(i)))
+				res, err := s.Put(context.Background(), id, "text/plain", []byte(fmt.Sprint(i)))
 				if err != nil {
 					t.Error(err)
 				}
-				if c {
+				if res.Created {
 					created.Add(1)
 				}
 			})
@@ -230,12 +230,12 @@ func waitReady(t *testing.T, s *s3.Store) {
 
 func mustPut(t *testing.T, s storage.Store, id, contentType, data string, wantCreated bool) {
 	t.Helper()
-	created, err := s.Put(t.Context(), id, contentType, []byte(data))
+	res, err := s.Put(t.Context(), id, contentType, []byte(data))
 	if err != nil {
 		t.Fatalf("Put(%q): %v", id, err)
 	}
-	if created != wantCreated {
-		t.Fatalf("Put(%q) created = %v, want %v", id, created, wantCreated)
+	if res.Created != wantCreated {
+		t.Fatalf("Put(%q) created = %v, want %v", id, res.Created, wantCreated)
 	}
 }
 

@@ -99,12 +99,15 @@ func mustGet(t *testing.T, s storage.Store, id, contentType string, want []byte)
 
 func mustPut(t *testing.T, s storage.Store, id, contentType string, data []byte, wantCreated bool) {
 	t.Helper()
-	created, err := s.Put(ctx(t), id, contentType, data)
+	res, err := s.Put(ctx(t), id, contentType, data)
 	if err != nil {
 		t.Fatalf("Put(%q): %v", id, err)
 	}
-	if created != wantCreated {
-		t.Fatalf("Put(%q) created = %v, want %v", id, created, wantCreated)
+	if res.Created != wantCreated {
+		t.Fatalf("Put(%q) created = %v, want %v", id, res.Created, wantCreated)
+	}
+	if want := storage.NewInfo(contentType, data); res.Info != want {
+		t.Fatalf("Put(%q) info = %+v, want %+v", id, res.Info, want)
 	}
 }
 
@@ -272,11 +275,11 @@ func testConcurrent(t *testing.T, s storage.Store, opts Options) {
 	results := make(chan bool, opts.Concurrency)
 	for range opts.Concurrency {
 		created.Go(func() {
-			c, err := s.Put(context.Background(), "fresh", "text/plain", []byte("x"))
+			res, err := s.Put(context.Background(), "fresh", "text/plain", []byte("x"))
 			if err != nil {
 				t.Errorf("Put: %v", err)
 			}
-			results <- c
+			results <- res.Created
 		})
 	}
 	created.Wait()
