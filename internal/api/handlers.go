@@ -28,9 +28,8 @@ const (
 // putObject stores the body under id: 201 if the id was new, 204 if it replaced an object.
 func putObject(store storage.Store, maxSize int64, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("id")
-		if err := ValidateID(id); err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
+		id, ok := pathID(w, r)
+		if !ok {
 			return
 		}
 		contentType := r.Header.Get("Content-Type")
@@ -83,6 +82,16 @@ func readBody(w http.ResponseWriter, r *http.Request, maxSize int64) ([]byte, er
 	return io.ReadAll(body)
 }
 
+// pathID returns the request's valid object id, or answers 400 and returns false.
+func pathID(w http.ResponseWriter, r *http.Request) (string, bool) {
+	id := r.PathValue("id")
+	if err := ValidateID(id); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return "", false
+	}
+	return id, true
+}
+
 func tooLarge(maxSize int64) string {
 	return "object too large: the limit is " + strconv.FormatInt(maxSize, 10) + " bytes"
 }
@@ -91,9 +100,8 @@ func tooLarge(maxSize int64) string {
 // and a strong ETag; 304 when If-None-Match names the current ETag.
 func getObject(store storage.Store, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("id")
-		if err := ValidateID(id); err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
+		id, ok := pathID(w, r)
+		if !ok {
 			return
 		}
 		var (
@@ -144,9 +152,8 @@ func getObject(store storage.Store, log *slog.Logger) http.Handler {
 // 500 for a successful delete and 400 for a missing one: docs/why-500.md.)
 func deleteObject(store storage.Store, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("id")
-		if err := ValidateID(id); err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
+		id, ok := pathID(w, r)
+		if !ok {
 			return
 		}
 		if err := store.Delete(r.Context(), id); err != nil {

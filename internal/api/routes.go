@@ -14,7 +14,8 @@ const BucketPath = "/api/buckets/{id}"
 // route is one entry of the routing table.
 type route struct {
 	methods []string // empty: any method
-	path    string   // ServeMux path pattern, and the metrics path label
+	path    string   // ServeMux path pattern
+	label   string   // the metrics path label, when it is not path itself
 	handler http.Handler
 	api     bool // under /api: fault injection applies
 	// statuses are created at zero in the metrics for each method, so the series the
@@ -32,13 +33,13 @@ func (s *server) routes() []route {
 		{methods: []string{"DELETE"}, path: BucketPath, handler: deleteObject(s.Store, s.Log), api: true,
 			statuses: []int{204, 400, 404, 500, 503}},
 		// /api/buckets/ with no id: an invalid (empty) id, not an unknown route.
-		{path: "/api/buckets/{$}", handler: emptyID(), api: true},
+		{path: "/api/buckets/{$}", label: BucketPath, handler: emptyID(), api: true},
 		// Without this, ServeMux would redirect /api/buckets to /api/buckets/.
-		{path: "/api/buckets", handler: notFound()},
+		{path: "/api/buckets", label: metrics.Unmatched, handler: notFound()},
 		{methods: []string{"GET", "HEAD"}, path: "/healthz", handler: healthz(), statuses: []int{200}},
 		{methods: []string{"GET", "HEAD"}, path: "/readyz", handler: readyz(s.Store, s.ShuttingDown), statuses: []int{200, 503}},
 		{methods: []string{"GET", "HEAD"}, path: "/metrics", handler: s.MetricsHandler, statuses: []int{200}},
-		{path: "/", handler: notFound()},
+		{path: "/", label: metrics.Unmatched, handler: notFound()},
 	}
 }
 
@@ -63,7 +64,10 @@ func (s *server) register(mux *http.ServeMux) {
 	}
 
 	for _, r := range rs {
-		label := metricsPath(r.path)
+		label := r.label
+		if label == "" {
+			label = r.path
+		}
 		h := r.handler
 		if r.api && s.Faults != nil {
 			h = s.Faults.Middleware(h)
@@ -85,15 +89,4 @@ func (s *server) register(mux *http.ServeMux) {
 			mux.Handle(m+" "+r.path, h)
 		}
 	}
-}
-
-// metricsPath is the path label of a ServeMux path pattern.
-func metricsPath(pattern string) string {
-	switch pattern {
-	case "/", "/api/buckets":
-		return metrics.Unmatched
-	case "/api/buckets/{$}":
-		return BucketPath
-	}
-	return pattern
 }
