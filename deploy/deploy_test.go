@@ -47,9 +47,12 @@ type panel struct {
 }
 
 type dashboard struct {
-	UID    string  `json:"uid"`
-	Title  string  `json:"title"`
-	Panels []panel `json:"panels"`
+	UID        string  `json:"uid"`
+	Title      string  `json:"title"`
+	Panels     []panel `json:"panels"`
+	Templating struct {
+		List []variable `json:"list"`
+	} `json:"templating"`
 }
 
 func loadDashboard(t *testing.T) (dashboard, []byte) {
@@ -79,16 +82,121 @@ func flatten(ps []panel) []panel {
 	return out
 }
 
+// dsVar is how every panel and query names its datasource: through the dashboard's datasource variable, so
+// that the dashboard works in any Grafana whatever the uid of its Prometheus.
+var dsVar = datasource{Type: "prometheus", UID: "${datasource}"}
+
+// Selector variables every query must use (the monitoring-mixin conventions). Recorded SLI series are
+// aggregated by (cluster, namespace, job), so they carry no instance; loadgen's series are another job.
+var (
+	apiMatchers      = []string{`cluster=~"$cluster"`, `namespace=~"$namespace"`, `job=~"$job"`, `instance=~"$instance"`}
+	recordedMatchers = []string{`cluster=~"$cluster"`, `namespace=~"$namespace"`, `job=~"$job"`}
+	loadgenMatchers  = []string{`cluster=~"$cluster"`, `namespace=~"$namespace"`, `job=~"$loadgen_job"`}
+)
+
+// metricRef finds each metric name in an expression with what follows it: a selector in braces, or nothing.
+// Label values may contain "{id}", hence the inner alternative.
+var metricRef = regexp.MustCompile(`\b(storage_api:[a-z0-9_]+:[a-z0-9_]+|(?:http|storage|go|process|loadgen|promhttp)_[a-z0-9_]+)\b(\{(?:[^{}]|\{[a-z]+\})*\})?`)
+
+// checkSelectors reports each metric of expr that lacks a matcher of the dashboard's variables.
+func checkSelectors(expr string) []string {
+	var bad []string
+	for _, m := range metricRef.FindAllStringSubmatch(expr, -1) {
+		name, sel := m[1], m[2]
+		want := apiMatchers
+		switch {
+		case strings.Contains(name, ":"):
+			want = recordedMatchers
+		case strings.HasPrefix(name, "loadgen_"):
+			want = loadgenMatchers
+		}
+		for _, w := range want {
+			if !strings.Contains(sel, w) {
+				bad = append(bad, name+" lacks "+w)
+			}
+		}
+	}
+	return bad
+}
+
+func TestCheckSelectors(t *testing.T) {
+	for _, c := range []struct {
+		expr string
+		bad  int
+	}{
+		{`sum(rate(http_request_duration_seconds_count{cluster=~"$cluster", namespace=~"$namespace", job=~"$job", instance=~"$instance", path="/api/buckets/{id}"}[5m]))`, 0},
+		{`sum(rate(http_request_duration_seconds_count{job=~"$job", path="/api/buckets/{id}"}[5m]))`, 3},
+		{`go_goroutines`, 4},
+		{`1 - storage_api:sli_latency:ratio_30d{cluster=~"$cluster", namespace=~"$namespace", job=~"$job"}`, 0},
+		{`1 - storage_api:sli_latency:ratio_30d`, 3},
+		{`loadgen_request_duration_seconds{job="loadgen"}`, 3},
+	} {
+		if got := checkSelectors(c.expr); len(got) != c.bad {
+			t.Errorf("checkSelectors(%s) = %q, want %d findings", c.expr, got, c.bad)
+		}
+	}
+}
+
+type variable struct {
+	Name       string          `json:"name"`
+	Type       string          `json:"type"`
+	Query      json.RawMessage `json:"query"`
+	Datasource *datasource     `json:"datasource"`
+	IncludeAll bool            `json:"includeAll"`
+	AllValue   string          `json:"allValue"`
+	Multi      bool            `json:"multi"`
+	Current    struct {
+		Value []string `json:"value"`
+	} `json:"current"`
+}
+
 func TestDashboard(t *testing.T) {
 	d, raw := loadDashboard(t)
-	want := datasource{Type: "prometheus", UID: "prometheus"}
+	want := dsVar
 
 	if d.UID != "storage-api" {
 		t.Errorf("dashboard uid = %q, want storage-api (alerts and docs link to /d/storage-api)", d.UID)
 	}
-	// Import placeholders only work through the UI's import dialog; provisioning needs the fixed uid.
+	// Import placeholders only work through the UI's import dialog; provisioning and the sidecar need a variable.
 	if bytes.Contains(raw, []byte("${DS_")) {
-		t.Error("dashboard contains a ${DS_...} import placeholder; refer to the datasource by uid \"prometheus\"")
+		t.Error("dashboard contains a ${DS_...} import placeholder; use the datasource variable")
+	}
+	if bytes.Contains(raw, []byte(`"uid": "prometheus"`)) {
+		t.Error(`dashboard names the datasource uid "prometheus"; use ${datasource}`)
+	}
+
+	// Variables: a datasource variable, then the selectors, each defaulting to something that shows data in
+	// the compose stack and in kube-prometheus-stack at once.
+	vars := map[string]variable{}
+	for i, v := range d.Templating.List {
+		vars[v.Name] = v
+		if i == 0 && (v.Name != "datasource" || v.Type != "datasource" || string(v.Query) != `"prometheus"`) {
+			t.Errorf("first variable = %s (type %s, query %s), want datasource of type datasource, query prometheus", v.Name, v.Type, v.Query)
+		}
+		if v.Type == "query" && (v.Datasource == nil || *v.Datasource != want) {
+			t.Errorf("variable %s: datasource %+v, want %+v", v.Name, v.Datasource, want)
+		}
+	}
+	for _, c := range []struct{ name, current string }{
+		{"cluster", "$__all"},
+		{"namespace", "$__all"},
+		{"job", "storage_api"},
+		{"instance", "$__all"},
+		{"loadgen_job", "loadgen"},
+	} {
+		v, ok := vars[c.name]
+		if !ok {
+			t.Errorf("no variable %s", c.name)
+			continue
+		}
+		// allValue ".*" rather than Grafana's default (a regex of the listed values): "All" then also matches
+		// series without the label, such as every series of the compose stack for cluster and namespace.
+		if v.Type != "query" || !v.Multi || !v.IncludeAll || v.AllValue != ".*" {
+			t.Errorf("variable %s: type %s multi %v includeAll %v allValue %q; want a multi-value query variable with All = .*", c.name, v.Type, v.Multi, v.IncludeAll, v.AllValue)
+		}
+		if len(v.Current.Value) != 1 || v.Current.Value[0] != c.current {
+			t.Errorf("variable %s defaults to %q, want [%s]", c.name, v.Current.Value, c.current)
+		}
 	}
 
 	// The challenge's two graphs come first, under these exact titles.
@@ -135,6 +243,9 @@ func TestDashboard(t *testing.T) {
 			}
 			if strings.Contains(tg.Expr, "rate(") && !strings.Contains(tg.Expr, "[$__rate_interval]") {
 				t.Errorf("panel %q query %s: rate() without [$__rate_interval]", p.Title, tg.RefID)
+			}
+			for _, b := range checkSelectors(tg.Expr) {
+				t.Errorf("panel %q query %s: %s", p.Title, tg.RefID, b)
 			}
 		}
 	}

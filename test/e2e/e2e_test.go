@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -157,7 +158,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 	t.Run("dashboard queries", func(t *testing.T) {
-		checkDashboard(ctx, t, p, rangeStart, now)
+		checkDashboard(ctx, t, p, rangeStart, now, apiAddr)
 	})
 	t.Run("rules", func(t *testing.T) {
 		checkRules(ctx, t, p, now)
@@ -301,15 +302,83 @@ type dashPanel struct {
 	Panels []dashPanel `json:"panels"`
 }
 
+type dashVariable struct {
+	Name     string `json:"name"`
+	Type     string `json:"type"`
+	AllValue string `json:"allValue"`
+	Query    struct {
+		Query string `json:"query"`
+	} `json:"query"`
+	Current struct {
+		Value []string `json:"value"`
+	} `json:"current"`
+}
+
+// UnmarshalJSON accepts the datasource variable too, whose query is a plain string.
+func (v *dashVariable) UnmarshalJSON(b []byte) error {
+	type plain dashVariable
+	var p struct {
+		plain
+		Query json.RawMessage `json:"query"`
+	}
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*v = dashVariable(p.plain)
+	if len(p.Query) > 0 && p.Query[0] == '{' {
+		return json.Unmarshal(p.Query, &v.Query)
+	}
+	return nil
+}
+
+// grafanaRegexEscape is what Grafana's Prometheus datasource does to each value of a multi-value or
+// include-All variable (prometheusSpecialRegexEscape): regex metacharacters get a backslash, doubled because
+// the value lands inside a PromQL string.
+func grafanaRegexEscape(v string) string {
+	v = strings.ReplaceAll(v, `\`, `\\\\`)
+	return regexp.MustCompile(`[$^*{}\[\]'+?.()|]`).ReplaceAllString(v, `\\$0`)
+}
+
+// grafanaMulti formats a multi-value selection as Grafana does: one value alone, several as (a|b).
+func grafanaMulti(vals ...string) string {
+	for i, v := range vals {
+		vals[i] = grafanaRegexEscape(v)
+	}
+	if len(vals) == 1 {
+		return vals[0]
+	}
+	return "(" + strings.Join(vals, "|") + ")"
+}
+
+func TestGrafanaMulti(t *testing.T) {
+	for _, c := range []struct {
+		in   []string
+		want string
+	}{
+		{[]string{"storage_api"}, "storage_api"},
+		{[]string{"127.0.0.1:5000", "b"}, `(127\\.0\\.0\\.1:5000|b)`},
+	} {
+		if got := grafanaMulti(c.in...); got != c.want {
+			t.Errorf("grafanaMulti(%q) = %s, want %s", c.in, got, c.want)
+		}
+	}
+}
+
 // checkDashboard evaluates every query of the dashboard the way Grafana would (range queries, or instant
-// ones where the panel asks for them) and requires data, and no NaN anywhere in the range.
-func checkDashboard(ctx context.Context, t *testing.T, p promAPI, start, end time.Time) {
+// ones where the panel asks for them) and requires data, and no NaN anywhere in the range. Each query runs
+// twice: with the variables' defaults (All is the allValue .*), and with values picked as a user would, a
+// multi-value selection of the real instance and one that does not exist. The variables' own queries must
+// offer the values the stack really has.
+func checkDashboard(ctx context.Context, t *testing.T, p promAPI, start, end time.Time, apiAddr string) {
 	raw, err := os.ReadFile(absPath(t, "deploy/grafana/dashboards/storage-api.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var d struct {
-		Panels []dashPanel `json:"panels"`
+		Panels     []dashPanel `json:"panels"`
+		Templating struct {
+			List []dashVariable `json:"list"`
+		} `json:"templating"`
 	}
 	if err := json.Unmarshal(raw, &d); err != nil {
 		t.Fatal(err)
@@ -324,60 +393,122 @@ func checkDashboard(ctx context.Context, t *testing.T, p promAPI, start, end tim
 	}
 	walk(d.Panels)
 
+	// The variables' queries (label_values(selector, label)) through the API Grafana uses for them.
+	defaults := map[string]string{}
+	labelValues := regexp.MustCompile(`^label_values\((.+), *(\w+)\)$`)
+	offered := map[string][]string{}
+	for _, v := range d.Templating.List {
+		if v.Type != "query" {
+			continue
+		}
+		if len(v.Current.Value) != 1 {
+			t.Fatalf("variable %s: default %q, want one value", v.Name, v.Current.Value)
+		}
+		defaults[v.Name] = v.Current.Value[0]
+		if defaults[v.Name] == "$__all" {
+			defaults[v.Name] = v.AllValue
+		}
+		m := labelValues.FindStringSubmatch(v.Query.Query)
+		if m == nil {
+			t.Errorf("variable %s: query %q is not label_values(selector, label)", v.Name, v.Query.Query)
+			continue
+		}
+		sel := m[1]
+		for name, val := range defaults {
+			sel = strings.ReplaceAll(sel, "$"+name, val)
+		}
+		var vals []string
+		if err := p.get(ctx, "/api/v1/label/"+m[2]+"/values", url.Values{"match[]": {sel},
+			"start": {unixTime(start)}, "end": {unixTime(end)}}, &vals); err != nil {
+			t.Errorf("variable %s: %v", v.Name, err)
+		}
+		offered[v.Name] = vals
+	}
+	for name, want := range map[string]string{"job": "storage_api", "instance": apiAddr, "loadgen_job": "loadgen"} {
+		if !slices.Contains(offered[name], want) {
+			t.Errorf("variable %s offers %q, not %s", name, offered[name], want)
+		}
+	}
+	picked := map[string]string{}
+	for k, v := range defaults {
+		picked[k] = v
+	}
+	picked["job"] = grafanaMulti("storage_api", "storage_api_elsewhere")
+	picked["instance"] = grafanaMulti(apiAddr, "10.0.0.1:5000")
+	picked["loadgen_job"] = grafanaMulti("loadgen")
+
 	leftover := regexp.MustCompile(`\$\w+`)
 	n := 0
 	for _, panel := range panels {
 		for _, tg := range panel.Targets {
 			n++
-			expr := tg.Expr
-			for _, v := range grafanaVars {
-				expr = strings.ReplaceAll(expr, v.name, v.value)
+			for _, vars := range []struct {
+				name   string
+				values map[string]string
+			}{{"defaults", defaults}, {"picked", picked}} {
+				expr := tg.Expr
+				for _, v := range grafanaVars {
+					expr = strings.ReplaceAll(expr, v.name, v.value)
+				}
+				expr = strings.ReplaceAll(expr, "$__range_s", strconv.Itoa(int(end.Sub(start).Seconds())))
+				expr = strings.ReplaceAll(expr, "$__range", fmt.Sprintf("%ds", int(end.Sub(start).Seconds())))
+				// Longest names first, so that no variable's name eats into another's.
+				names := make([]string, 0, len(vars.values))
+				for k := range vars.values {
+					names = append(names, k)
+				}
+				sort.Slice(names, func(i, j int) bool { return len(names[i]) > len(names[j]) })
+				for _, k := range names {
+					expr = strings.ReplaceAll(expr, "$"+k, vars.values[k])
+				}
+				t.Run(panel.Title+"/"+tg.RefID+"/"+vars.name, func(t *testing.T) {
+					checkQuery(ctx, t, p, expr, tg.Expr, tg.Instant, start, end, leftover)
+				})
 			}
-			expr = strings.ReplaceAll(expr, "$__range_s", strconv.Itoa(int(end.Sub(start).Seconds())))
-			expr = strings.ReplaceAll(expr, "$__range", fmt.Sprintf("%ds", int(end.Sub(start).Seconds())))
-			t.Run(panel.Title+"/"+tg.RefID, func(t *testing.T) {
-				if v := leftover.FindString(expr); v != "" {
-					t.Fatalf("unknown Grafana variable %s in %s", v, tg.Expr)
-				}
-				var series []promSeries
-				var err error
-				if tg.Instant {
-					var vec []promSample
-					vec, err = p.instant(ctx, expr, end)
-					for _, s := range vec {
-						ps := promSeries{Metric: s.Metric}
-						if s.Value != nil {
-							ps.Values = append(ps.Values, s.Value)
-						}
-						if s.Histogram != nil {
-							ps.Histograms = append(ps.Histograms, s.Histogram)
-						}
-						series = append(series, ps)
-					}
-				} else {
-					series, err = p.rangeQuery(ctx, expr, start, end, 2*time.Second)
-				}
-				if err != nil {
-					t.Fatalf("%v\n%s", err, expr)
-				}
-				points := 0
-				for _, s := range series {
-					points += len(s.Values) + len(s.Histograms)
-					for _, v := range s.Values {
-						if bytes.Contains(v, []byte(`"NaN"`)) {
-							t.Errorf("NaN in series %v; guard the division\n%s", s.Metric, expr)
-							break
-						}
-					}
-				}
-				if points == 0 {
-					t.Errorf("no data\n%s", expr)
-				}
-			})
 		}
 	}
 	if n < 10 {
 		t.Errorf("only %d dashboard queries found", n)
+	}
+}
+
+func checkQuery(ctx context.Context, t *testing.T, p promAPI, expr, orig string, instant bool, start, end time.Time, leftover *regexp.Regexp) {
+	if v := leftover.FindString(expr); v != "" {
+		t.Fatalf("unknown Grafana variable %s in %s", v, orig)
+	}
+	var series []promSeries
+	var err error
+	if instant {
+		var vec []promSample
+		vec, err = p.instant(ctx, expr, end)
+		for _, s := range vec {
+			ps := promSeries{Metric: s.Metric}
+			if s.Value != nil {
+				ps.Values = append(ps.Values, s.Value)
+			}
+			if s.Histogram != nil {
+				ps.Histograms = append(ps.Histograms, s.Histogram)
+			}
+			series = append(series, ps)
+		}
+	} else {
+		series, err = p.rangeQuery(ctx, expr, start, end, 2*time.Second)
+	}
+	if err != nil {
+		t.Fatalf("%v\n%s", err, expr)
+	}
+	points := 0
+	for _, s := range series {
+		points += len(s.Values) + len(s.Histograms)
+		for _, v := range s.Values {
+			if bytes.Contains(v, []byte(`"NaN"`)) {
+				t.Errorf("NaN in series %v; guard the division\n%s", s.Metric, expr)
+				break
+			}
+		}
+	}
+	if points == 0 {
+		t.Errorf("no data\n%s", expr)
 	}
 }
 
