@@ -79,8 +79,9 @@ func TestChartRenders(t *testing.T) {
 	nRules := ruleFileCount(t)
 	cases := []renderCase{
 		{
+			// The default store is bolt, durable: its data lives on a PersistentVolumeClaim, not in the pod.
 			name: "defaults",
-			want: map[string]int{"ServiceAccount": 1, "Service": 1, "Deployment": 1},
+			want: map[string]int{"ServiceAccount": 1, "Service": 1, "Deployment": 1, "PersistentVolumeClaim": 1},
 			check: func(t *testing.T, objs []object) {
 				d := ofKind[*appsv1.Deployment](objs)[0]
 				if got := *d.Spec.Replicas; got != 1 {
@@ -89,8 +90,15 @@ func TestChartRenders(t *testing.T) {
 				if img := d.Spec.Template.Spec.Containers[0].Image; img != "ghcr.io/sre-instrumentation/storage-api:"+appVersion {
 					t.Errorf("default image = %q, want the chart's appVersion %s as tag", img, appVersion)
 				}
-				if v := d.Spec.Template.Spec.Volumes[0]; v.Name != "data" || v.EmptyDir == nil {
-					t.Errorf("without persistence /data must be an emptyDir, got %+v", v)
+				pvc := ofKind[*corev1.PersistentVolumeClaim](objs)[0]
+				if v := d.Spec.Template.Spec.Volumes[0]; v.Name != "data" || v.PersistentVolumeClaim == nil || v.PersistentVolumeClaim.ClaimName != pvc.Name {
+					t.Errorf("by default /data must be the claim %s, got %+v", pvc.Name, v)
+				}
+				if d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
+					t.Errorf("bolt on a PVC needs strategy Recreate (file lock), got %q", d.Spec.Strategy.Type)
+				}
+				if len(d.Spec.Template.Spec.TopologySpreadConstraints) != 0 {
+					t.Errorf("one bolt replica has nothing to spread: %+v", d.Spec.Template.Spec.TopologySpreadConstraints)
 				}
 				svc := ofKind[*corev1.Service](objs)[0]
 				for k, want := range map[string]string{"prometheus.io/scrape": "true", "prometheus.io/port": "5000", "prometheus.io/path": "/metrics"} {
@@ -101,16 +109,30 @@ func TestChartRenders(t *testing.T) {
 			},
 		},
 		{
+			// Persistence off: an emptyDir, but a bounded one.
+			name:  "bolt without persistence",
+			args:  []string{"--set", "persistence.enabled=false"},
+			want:  map[string]int{"ServiceAccount": 1, "Service": 1, "Deployment": 1},
+			check: checkBoundedEmptyDir,
+		},
+		{
+			// memory keeps nothing on disk worth a claim; its /data is a bounded emptyDir too.
+			name:  "memory backend",
+			args:  []string{"--set", "storage.backend=memory"},
+			want:  map[string]int{"ServiceAccount": 1, "Service": 1, "Deployment": 1},
+			check: checkBoundedEmptyDir,
+		},
+		{
 			// Monitoring switched on but the CRDs absent: the chart must not emit objects the cluster rejects.
 			name: "monitoring on, no CRD API",
 			args: []string{"--set", "serviceMonitor.enabled=true", "--set", "prometheusRule.enabled=true", "--set", "grafanaDashboard.enabled=true"},
-			want: map[string]int{"ServiceAccount": 1, "Service": 1, "Deployment": 1, "ConfigMap": 1},
+			want: map[string]int{"ServiceAccount": 1, "Service": 1, "Deployment": 1, "ConfigMap": 1, "PersistentVolumeClaim": 1},
 		},
 		{
 			name: "monitoring on, CRD API present",
 			crds: true,
 			args: []string{"--set", "serviceMonitor.enabled=true", "--set", "prometheusRule.enabled=true"},
-			want: map[string]int{"ServiceAccount": 1, "Service": 1, "Deployment": 1, "ServiceMonitor": 1, "PrometheusRule": nRules},
+			want: map[string]int{"ServiceAccount": 1, "Service": 1, "Deployment": 1, "ServiceMonitor": 1, "PrometheusRule": nRules, "PersistentVolumeClaim": 1},
 		},
 		{
 			name: "all features, bolt",
@@ -148,7 +170,7 @@ func TestChartRenders(t *testing.T) {
 			name: "older prometheus-operator",
 			crds: true,
 			args: []string{"--set", "serviceMonitor.enabled=true", "--set", "serviceMonitor.nativeHistograms=false"},
-			want: map[string]int{"ServiceAccount": 1, "Service": 1, "Deployment": 1, "ServiceMonitor": 1},
+			want: map[string]int{"ServiceAccount": 1, "Service": 1, "Deployment": 1, "ServiceMonitor": 1, "PersistentVolumeClaim": 1},
 			check: func(t *testing.T, objs []object) {
 				sm := ofKind[*monitoringv1.ServiceMonitor](objs)[0]
 				if sm.Spec.ScrapeNativeHistograms != nil || sm.Spec.ScrapeClassicHistograms != nil {
@@ -170,6 +192,7 @@ func TestChartRenders(t *testing.T) {
 					t.Errorf("with an HPA the Deployment must leave replicas to it, got %d", *d.Spec.Replicas)
 				}
 				checkS3Env(t, d)
+				checkSpread(t, d)
 			},
 		},
 		{
@@ -177,6 +200,11 @@ func TestChartRenders(t *testing.T) {
 			name: "s3 backend defaults",
 			args: s3Base,
 			want: map[string]int{"ServiceAccount": 1, "Service": 1, "Deployment": 1, "HorizontalPodAutoscaler": 1, "PodDisruptionBudget": 1},
+			check: func(t *testing.T, objs []object) {
+				d := ofKind[*appsv1.Deployment](objs)[0]
+				checkSpread(t, d)
+				checkBoundedEmptyDir(t, objs)
+			},
 		},
 		{
 			name: "s3 backend, 3 fixed replicas",
@@ -187,6 +215,7 @@ func TestChartRenders(t *testing.T) {
 				if d.Spec.Replicas == nil || *d.Spec.Replicas != 3 {
 					t.Errorf("replicas = %v, want 3", d.Spec.Replicas)
 				}
+				checkSpread(t, d)
 			},
 		},
 		{
@@ -585,6 +614,16 @@ func checkDeployment(t *testing.T, d *appsv1.Deployment) {
 		if q, ok := c.Resources.Limits[corev1.ResourceMemory]; !ok || q.IsZero() {
 			t.Errorf("%s: no memory limit", where)
 		}
+		// Logs and emptyDirs use the node's disk: bounded and accounted for, like memory.
+		req, lim := c.Resources.Requests[corev1.ResourceEphemeralStorage], c.Resources.Limits[corev1.ResourceEphemeralStorage]
+		if req.IsZero() || lim.IsZero() || lim.Cmp(req) < 0 {
+			t.Errorf("%s: ephemeral-storage request %s, limit %s: want both, limit >= request", where, req.String(), lim.String())
+		}
+		for _, v := range pod.Volumes {
+			if v.EmptyDir != nil && (v.EmptyDir.SizeLimit == nil || v.EmptyDir.SizeLimit.Cmp(lim) > 0) {
+				t.Errorf("%s: emptyDir %s size limit %v: want one, within the ephemeral-storage limit %s", where, v.Name, v.EmptyDir.SizeLimit, lim.String())
+			}
+		}
 		checkImage(t, where, c.Image)
 		seen := map[string]bool{}
 		for _, e := range c.Env {
@@ -597,6 +636,44 @@ func checkDeployment(t *testing.T, d *appsv1.Deployment) {
 	if api := containerNamed(pod.Containers, "storage-api"); api != nil {
 		checkAPIContainer(t, d, api)
 	}
+	if lg := containerNamed(pod.Containers, "loadgen"); lg != nil {
+		// loadgen serves /healthz on its metrics port: an HTTP probe sees a hung process, a TCP one does not.
+		for name, probe := range map[string]*corev1.Probe{"liveness": lg.LivenessProbe, "readiness": lg.ReadinessProbe, "startup": lg.StartupProbe} {
+			if probe == nil || probe.HTTPGet == nil || probe.HTTPGet.Path != "/healthz" || probe.HTTPGet.Port != intstr.FromString("metrics") {
+				t.Errorf("loadgen %s probe should GET /healthz on port metrics, got %+v", name, probe)
+			}
+		}
+	}
+}
+
+// checkBoundedEmptyDir: /data is an emptyDir with a size limit (checkDeployment checks it fits the
+// ephemeral-storage limit) and no claim is rendered.
+func checkBoundedEmptyDir(t *testing.T, objs []object) {
+	t.Helper()
+	d := findDeployment(t, objs, "storage-api")
+	v := d.Spec.Template.Spec.Volumes[0]
+	if v.Name != "data" || v.EmptyDir == nil || v.EmptyDir.SizeLimit == nil || v.EmptyDir.SizeLimit.IsZero() {
+		t.Errorf("/data must be an emptyDir with a sizeLimit, got %+v", v)
+	}
+	if n := len(ofKind[*corev1.PersistentVolumeClaim](objs)); n != 0 {
+		t.Errorf("%d PersistentVolumeClaims rendered without persistence", n)
+	}
+}
+
+// checkSpread: stateless replicas spread across nodes, selecting exactly the API's pods.
+func checkSpread(t *testing.T, d *appsv1.Deployment) {
+	t.Helper()
+	for _, c := range d.Spec.Template.Spec.TopologySpreadConstraints {
+		if c.TopologyKey != "kubernetes.io/hostname" {
+			continue
+		}
+		sel, err := labelsSelector(c.LabelSelector.MatchLabels)
+		if err != nil || !sel.Matches(labels.Set(d.Spec.Template.Labels)) || c.MaxSkew != 1 {
+			t.Errorf("hostname spread %+v must select the API pods with maxSkew 1", c)
+		}
+		return
+	}
+	t.Errorf("Deployment %s: s3 replicas need a topologySpreadConstraint on kubernetes.io/hostname, got %+v", d.Name, d.Spec.Template.Spec.TopologySpreadConstraints)
 }
 
 func checkAPIContainer(t *testing.T, d *appsv1.Deployment, c *corev1.Container) {

@@ -86,6 +86,13 @@ app.kubernetes.io/component: loadgen
 {{- if kindIs "bool" $v }}{{ if $v }}true{{ end }}{{ else }}{{ include "storage-api.stateless" . }}{{ end }}
 {{- end }}
 
+{{/* Persistence: null means a PersistentVolumeClaim for the bolt store (its data must outlive the pod), none
+for memory (lost on restart by design) and s3 (the objects live in the bucket). */}}
+{{- define "storage-api.persistenceEnabled" -}}
+{{- $v := .Values.persistence.enabled }}
+{{- if kindIs "bool" $v }}{{ if $v }}true{{ end }}{{ else }}{{ if eq .Values.storage.backend "bolt" }}true{{ end }}{{ end }}
+{{- end }}
+
 {{- define "storage-api.pdbEnabled" -}}
 {{- $v := .Values.podDisruptionBudget.enabled }}
 {{- if kindIs "bool" $v }}{{ if $v }}true{{ end }}{{ else }}{{ include "storage-api.stateless" . }}{{ end }}
@@ -121,7 +128,7 @@ so every install, upgrade and template run goes through them.
 {{- if not .Values.storage.s3.bucket }}
 {{- fail "storage.backend=s3 needs storage.s3.bucket" }}
 {{- end }}
-{{- if .Values.persistence.enabled }}
+{{- if include "storage-api.persistenceEnabled" . }}
 {{- fail "persistence.enabled=true has no use with storage.backend=s3: the objects live in the bucket" }}
 {{- end }}
 {{- end }}
