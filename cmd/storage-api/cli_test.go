@@ -43,6 +43,8 @@ func TestHelp(t *testing.T) {
 		"s3-path-style":       "S3_PATH_STYLE",
 		"read-header-timeout": "READ_HEADER_TIMEOUT", "read-timeout": "READ_TIMEOUT", "write-timeout": "WRITE_TIMEOUT",
 		"idle-timeout": "IDLE_TIMEOUT", "max-header-bytes": "MAX_HEADER_BYTES",
+		"max-inflight-bytes": "MAX_INFLIGHT_BYTES", "max-connections": "MAX_CONNECTIONS",
+		"min-transfer-rate": "MIN_TRANSFER_RATE", "transfer-grace": "TRANSFER_GRACE", "memory-limit": "MEMORY_LIMIT",
 	}
 	// PrintDefaults writes "  -name type" and then the indented description.
 	listed := map[string]string{}

@@ -13,12 +13,14 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/sre-instrumentation/storage-api/internal/admission"
 	"github.com/sre-instrumentation/storage-api/internal/api"
 	"github.com/sre-instrumentation/storage-api/internal/config"
 	"github.com/sre-instrumentation/storage-api/internal/fault"
@@ -71,6 +73,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer logger.Close()
 	log := logger.Logger
 
+	if cfg.MemoryLimit > 0 && getenv("GOMEMLIMIT") == "" {
+		// The runtime collects harder as the heap nears this, instead of growing past the
+		// container's limit into an OOM kill. 10% is left for what the Go limit does not
+		// count: thread stacks outside the heap, and the store's mapped file pages.
+		debug.SetMemoryLimit(cfg.MemoryLimit / 10 * 9)
+	}
+	maxConns, err := admission.MaxConnections(cfg.MaxConnections)
+	if err != nil {
+		return err
+	}
+
 	store, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
@@ -85,6 +98,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		store = metrics.InstrumentStore(store, cfg.Storage, reg)
 		httpMetrics = metrics.NewHTTP(reg)
 	}
+	budget := admission.NewBudget(cfg.MaxInflightBytes)
+	conns := admission.NewConnLimiter(maxConns, admission.Reserve)
+	admissionMetrics := metrics.NewAdmission(reg, budget, conns)
 	var accessLog io.Writer
 	if cfg.AccessLog {
 		accessLog = logger.Writer()
@@ -107,6 +123,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, EnableOpenMetrics: true}),
 		Faults:         faults,
 		ShuttingDown:   shuttingDown.Load,
+		Budget:         budget,
+		TransferRate:   admission.Rate{Min: cfg.MinTransferRate, Grace: cfg.TransferGrace},
+		ReadTimeout:    cfg.ReadTimeout,
+		WriteTimeout:   cfg.WriteTimeout,
+		Admission:      admissionMetrics,
 	})
 	srv := &http.Server{
 		Handler:           handler,
@@ -116,13 +137,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ConnState:         conns.ConnState,
+		ConnContext:       conns.ConnContext,
 	}
 	ln, err := net.Listen("tcp", cfg.ListenAddress)
 	if err != nil {
 		return err
 	}
 	log.Info("storage-api listening", "address", ln.Addr().String(), "storage", cfg.Storage,
-		"version", version, "revision", revision, "metrics", cfg.Metrics)
+		"version", version, "revision", revision, "metrics", cfg.Metrics,
+		"max_inflight_bytes", cfg.MaxInflightBytes, "max_connections", maxConns,
+		"min_transfer_rate", cfg.MinTransferRate, "go_memory_limit", debug.SetMemoryLimit(-1))
+	ln = conns.Listener(ln)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

@@ -6,7 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"time"
 
+	"github.com/sre-instrumentation/storage-api/internal/admission"
 	"github.com/sre-instrumentation/storage-api/internal/fault"
 	"github.com/sre-instrumentation/storage-api/internal/metrics"
 	"github.com/sre-instrumentation/storage-api/internal/storage"
@@ -28,17 +30,31 @@ type Options struct {
 	Faults *fault.Injector
 	// ShuttingDown reports whether shutdown began (readiness then fails).
 	ShuttingDown func() bool
+
+	// Budget bounds the body bytes held in memory at once; nil for no bound.
+	Budget *admission.Budget
+	// TransferRate is the minimum pace of request and response bodies; zero for none.
+	TransferRate admission.Rate
+	// ReadTimeout and WriteTimeout cap a body's transfer even at the minimum rate (the
+	// server's own timeouts, which the rate's deadlines replace while a body moves).
+	ReadTimeout, WriteTimeout time.Duration
+	// Admission counts refused requests; nil for none.
+	Admission *metrics.Admission
 }
 
 // server is the handler's state: its options, defaults filled in.
 type server struct {
 	Options
 	access *accessLog
+	bodies *bodies
 }
 
 // New returns the API's handler.
 func New(o Options) http.Handler {
-	s := &server{Options: o, access: newAccessLog(o.AccessLog)}
+	s := &server{Options: o, access: newAccessLog(o.AccessLog), bodies: &bodies{
+		budget: o.Budget, rate: o.TransferRate, admission: o.Admission,
+		readTimeout: o.ReadTimeout, writeTimeout: o.WriteTimeout,
+	}}
 	if s.Log == nil {
 		s.Log = slog.New(slog.DiscardHandler)
 	}

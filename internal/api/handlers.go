@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -12,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sre-instrumentation/storage-api/internal/admission"
 	"github.com/sre-instrumentation/storage-api/internal/storage"
 )
 
@@ -26,8 +26,9 @@ const (
 )
 
 // putObject stores the body under id: 201 if the id was new, 204 if it replaced an object.
-func putObject(store storage.Store, maxSize int64, log *slog.Logger) http.Handler {
+func putObject(store storage.Store, maxSize int64, b *bodies, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
 		id, ok := pathID(w, r)
 		if !ok {
 			return
@@ -44,23 +45,28 @@ func putObject(store storage.Store, maxSize int64, log *slog.Logger) http.Handle
 			writeError(w, http.StatusRequestEntityTooLarge, tooLarge(maxSize))
 			return
 		}
-		data, err := readBody(w, r, maxSize)
-		if err != nil {
-			if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-				writeError(w, http.StatusRequestEntityTooLarge, tooLarge(maxSize))
-				return
-			}
-			// The client stopped sending (or went away): nothing was stored.
-			writeError(w, http.StatusBadRequest, "could not read request body")
+		// Admission: a body that cannot fit in the memory budget now is refused before
+		// any of it is read. The connection closes, so net/http does not read it either.
+		if !b.fits(r.ContentLength) {
+			b.refused(refusedBudget)
+			w.Header().Set("Connection", "close")
+			Unavailable(w, errBudget.Error())
 			return
 		}
-		res, err := store.Put(r.Context(), id, contentType, data)
+		var res reservation
+		defer res.release()
+		data, err := b.readBody(w, r, maxSize, start, &res)
+		if err != nil {
+			bodyError(w, b, maxSize, err)
+			return
+		}
+		res2, err := store.Put(r.Context(), id, contentType, data)
 		if err != nil {
 			storeError(w, r, log, err)
 			return
 		}
-		w.Header().Set("ETag", quoteETag(res.ETag))
-		if res.Created {
+		w.Header().Set("ETag", quoteETag(res2.ETag))
+		if res2.Created {
 			w.Header().Set("Location", "/api/buckets/"+url.PathEscape(id))
 			w.WriteHeader(http.StatusCreated)
 			return
@@ -69,17 +75,26 @@ func putObject(store storage.Store, maxSize int64, log *slog.Logger) http.Handle
 	})
 }
 
-// readBody reads the whole body, at most maxSize bytes. A known Content-Length sizes the
-// buffer exactly, so the common case allocates once.
-func readBody(w http.ResponseWriter, r *http.Request, maxSize int64) ([]byte, error) {
-	body := http.MaxBytesReader(w, r.Body, maxSize)
-	if r.ContentLength >= 0 {
-		// +1 so that reading to EOF does not have to grow the buffer.
-		buf := bytes.NewBuffer(make([]byte, 0, r.ContentLength+1))
-		_, err := buf.ReadFrom(body)
-		return buf.Bytes(), err
+// bodyError answers a request body that could not be read. The connection closes after
+// every one of these: the rest of the body is still on the wire.
+func bodyError(w http.ResponseWriter, b *bodies, maxSize int64, err error) {
+	w.Header().Set("Connection", "close")
+	switch {
+	case errors.Is(err, errBudget):
+		b.refused(refusedBudget)
+		Unavailable(w, err.Error())
+	case errors.Is(err, admission.ErrTooSlow):
+		b.refused(refusedTooSlow)
+		writeError(w, http.StatusRequestTimeout, "request body arrived too slowly: the minimum is "+
+			strconv.FormatInt(b.rate.Min, 10)+" bytes/s, with no pause longer than "+b.rate.Grace.String())
+	default:
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			writeError(w, http.StatusRequestEntityTooLarge, tooLarge(maxSize))
+			return
+		}
+		// The client stopped sending (or went away): nothing was stored.
+		writeError(w, http.StatusBadRequest, "could not read request body")
 	}
-	return io.ReadAll(body)
 }
 
 // pathID returns the request's valid object id, or answers 400 and returns false.
@@ -98,8 +113,9 @@ func tooLarge(maxSize int64) string {
 
 // getObject answers GET and HEAD: the bytes with their stored Content-Type, the length
 // and a strong ETag; 304 when If-None-Match names the current ETag.
-func getObject(store storage.Store, log *slog.Logger) http.Handler {
+func getObject(store storage.Store, b *bodies, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
 		id, ok := pathID(w, r)
 		if !ok {
 			return
@@ -131,6 +147,14 @@ func getObject(store storage.Store, log *slog.Logger) http.Handler {
 			w.WriteHeader(http.StatusNotModified)
 			return
 		}
+		var res reservation
+		defer res.release()
+		if body != nil && !res.acquire(min(info.Size, responseHold)) {
+			b.refused(refusedBudget)
+			h.Del("Etag")
+			Unavailable(w, "server busy: response bodies in flight exceed the memory budget")
+			return
+		}
 		h["Content-Type"] = []string{info.ContentType}
 		h["Content-Length"] = []string{strconv.FormatInt(info.Size, 10)}
 		// Stored content types come from clients: never let a browser sniff or run them.
@@ -138,12 +162,19 @@ func getObject(store storage.Store, log *slog.Logger) http.Handler {
 		h["X-Content-Type-Options"] = nosniff
 		h["Content-Security-Policy"] = sandboxCSP
 		w.WriteHeader(http.StatusOK)
-		if body != nil {
-			if _, err := io.Copy(w, body); err != nil && r.Context().Err() == nil {
+		if body == nil {
+			return
+		}
+		if err := b.writeBody(w, body, info.Size, start); err != nil {
+			if errors.Is(err, admission.ErrTooSlow) {
+				b.refused(refusedTooSlow)
+			} else if r.Context().Err() == nil {
 				// Headers are gone: all we can do is log and cut the connection short.
 				log.LogAttrs(r.Context(), slog.LevelError, "object body copy failed",
 					slog.String("request_id", RequestID(r)), slog.Any("error", err))
 			}
+			// A short body must not look complete: abort the connection.
+			panic(http.ErrAbortHandler)
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/sre-instrumentation/storage-api/internal/admission"
 	"github.com/sre-instrumentation/storage-api/internal/metrics"
 )
 
@@ -18,6 +19,9 @@ type route struct {
 	label   string   // the metrics path label, when it is not path itself
 	handler http.Handler
 	api     bool // under /api: fault injection applies
+	// ops marks the operational routes (health, readiness, metrics): they are served
+	// even on overflow connections, over the connection limit.
+	ops bool
 	// statuses are created at zero in the metrics for each method, so the series the
 	// alert rules and dashboards divide by exist from the start.
 	statuses []int
@@ -26,9 +30,9 @@ type route struct {
 // routes lists every route the server answers. It is the one place to look.
 func (s *server) routes() []route {
 	return []route{
-		{methods: []string{"PUT"}, path: BucketPath, handler: putObject(s.Store, s.MaxObjectSize, s.Log), api: true,
+		{methods: []string{"PUT"}, path: BucketPath, handler: putObject(s.Store, s.MaxObjectSize, s.bodies, s.Log), api: true,
 			statuses: []int{201, 204, 400, 413, 500, 503}},
-		{methods: []string{"GET", "HEAD"}, path: BucketPath, handler: getObject(s.Store, s.Log), api: true,
+		{methods: []string{"GET", "HEAD"}, path: BucketPath, handler: getObject(s.Store, s.bodies, s.Log), api: true,
 			statuses: []int{200, 304, 400, 404, 500, 503}},
 		{methods: []string{"DELETE"}, path: BucketPath, handler: deleteObject(s.Store, s.Log), api: true,
 			statuses: []int{204, 400, 404, 500, 503}},
@@ -36,9 +40,9 @@ func (s *server) routes() []route {
 		{path: "/api/buckets/{$}", label: BucketPath, handler: emptyID(), api: true},
 		// Without this, ServeMux would redirect /api/buckets to /api/buckets/.
 		{path: "/api/buckets", label: metrics.Unmatched, handler: notFound()},
-		{methods: []string{"GET", "HEAD"}, path: "/healthz", handler: healthz(), statuses: []int{200}},
-		{methods: []string{"GET", "HEAD"}, path: "/readyz", handler: readyz(s.Store, s.ShuttingDown), statuses: []int{200, 503}},
-		{methods: []string{"GET", "HEAD"}, path: "/metrics", handler: s.MetricsHandler, statuses: []int{200}},
+		{methods: []string{"GET", "HEAD"}, path: "/healthz", handler: healthz(), ops: true, statuses: []int{200}},
+		{methods: []string{"GET", "HEAD"}, path: "/readyz", handler: readyz(s.Store, s.ShuttingDown), ops: true, statuses: []int{200, 503}},
+		{methods: []string{"GET", "HEAD"}, path: "/metrics", handler: s.MetricsHandler, ops: true, statuses: []int{200}},
 		{path: "/", label: metrics.Unmatched, handler: notFound()},
 	}
 }
@@ -72,6 +76,7 @@ func (s *server) register(mux *http.ServeMux) {
 		if r.api && s.Faults != nil {
 			h = s.Faults.Middleware(h)
 		}
+		h = overflow(r.ops, s.bodies)(h)
 		var rec *metrics.Route
 		if s.Metrics != nil {
 			rec = s.Metrics.Route(label, r.methods, r.statuses)
@@ -88,5 +93,26 @@ func (s *server) register(mux *http.ServeMux) {
 			}
 			mux.Handle(m+" "+r.path, h)
 		}
+	}
+}
+
+// overflow closes every connection accepted over the connection limit after one
+// response, and on those connections refuses all but the operational routes with 503,
+// so that probes and scrapes still reach a server that is full (admission.ConnLimiter).
+func overflow(ops bool, b *bodies) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !admission.Overflow(r.Context()) {
+				next.ServeHTTP(w, r)
+				return
+			}
+			w.Header().Set("Connection", "close")
+			if ops {
+				next.ServeHTTP(w, r)
+				return
+			}
+			b.refused(refusedConnections)
+			Unavailable(w, "server busy: too many connections")
+		})
 	}
 }

@@ -37,6 +37,15 @@ type Config struct {
 	ShutdownDelay   time.Duration
 	ShutdownTimeout time.Duration
 
+	// Admission control (internal/admission, docs/reliability.md).
+	MaxInflightBytes int64
+	MaxConnections   int // 0: derived from the file descriptor limit
+	MinTransferRate  int64
+	TransferGrace    time.Duration
+	// MemoryLimit is the container's memory limit in bytes; the Go runtime's soft limit
+	// is set to 90% of it unless GOMEMLIMIT is set. 0: none.
+	MemoryLimit int64
+
 	Fault fault.Config
 	S3    S3
 
@@ -77,6 +86,11 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", "MAX_HEADER_BYTES", 64<<10, "largest request header accepted, in bytes")
 	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", "SHUTDOWN_DELAY", 0, "on SIGTERM, keep serving this long with /readyz failing before closing the listener (set it in Kubernetes, e.g. 5s)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", 20*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
+	fs.Int64Var(&c.MaxInflightBytes, "max-inflight-bytes", "MAX_INFLIGHT_BYTES", 64<<20, "memory budget for request and response bodies in flight, in bytes; a request that does not fit gets 503 with Retry-After before its body is read")
+	fs.IntVar(&c.MaxConnections, "max-connections", "MAX_CONNECTIONS", 0, "open connections before idle ones are closed and new requests get 503 (16 more are kept for /healthz, /readyz and /metrics); 0: min(1024, file descriptor limit - 96)")
+	fs.Int64Var(&c.MinTransferRate, "min-transfer-rate", "MIN_TRANSFER_RATE", 32<<10, "slowest average rate, in bytes/s, at which a request or response body may move once -transfer-grace has passed; 0 turns the check off")
+	fs.DurationVar(&c.TransferGrace, "transfer-grace", "TRANSFER_GRACE", 5*time.Second, "how long a body may move no byte at all, and how long before -min-transfer-rate applies")
+	fs.Int64Var(&c.MemoryLimit, "memory-limit", "MEMORY_LIMIT", 0, "the container's memory limit in bytes (Kubernetes: the downward API); sets the Go soft memory limit to 90% of it unless GOMEMLIMIT is set; 0: none")
 	fs.Float64Var(&c.Fault.ErrorRatio, "fault-error-ratio", "FAULT_ERROR_RATIO", 0, "fraction (0..1) of /api requests to fail with 503, on purpose")
 	fs.DurationVar(&c.Fault.Latency, "fault-latency", "FAULT_LATENCY", 0, "delay to add to a fraction of /api requests, on purpose")
 	fs.Float64Var(&c.Fault.LatencyRatio, "fault-latency-ratio", "FAULT_LATENCY_RATIO", 0, "fraction (0..1) of /api requests that get -fault-latency")
@@ -138,6 +152,21 @@ func (c Config) Validate() error {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s %v: must be positive", name, d))
 		}
+	}
+	if c.MaxInflightBytes < c.MaxObjectSize {
+		errs = append(errs, fmt.Errorf("-max-inflight-bytes %d: must be at least -max-object-size (%d), or the largest objects could never be admitted", c.MaxInflightBytes, c.MaxObjectSize))
+	}
+	if c.MaxConnections < 0 {
+		errs = append(errs, fmt.Errorf("-max-connections %d: must not be negative", c.MaxConnections))
+	}
+	if c.MinTransferRate < 0 {
+		errs = append(errs, fmt.Errorf("-min-transfer-rate %d: must not be negative", c.MinTransferRate))
+	}
+	if c.MinTransferRate > 0 && c.TransferGrace <= 0 {
+		errs = append(errs, fmt.Errorf("-transfer-grace %v: must be positive while -min-transfer-rate is on", c.TransferGrace))
+	}
+	if c.MemoryLimit < 0 {
+		errs = append(errs, fmt.Errorf("-memory-limit %d: must not be negative", c.MemoryLimit))
 	}
 	if c.ShutdownDelay < 0 {
 		errs = append(errs, fmt.Errorf("-shutdown-delay %v: must not be negative", c.ShutdownDelay))
