@@ -147,7 +147,13 @@ type proc struct {
 // developer's PORT or DATA_DIR cannot leak in) and waits until /readyz answers 200.
 func startProc(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
-	p := launch(t, env, args...)
+	return startBinary(t, serverBinary, env, args...)
+}
+
+// startBinary is startProc for another build of the server.
+func startBinary(t *testing.T, bin string, env []string, args ...string) *proc {
+	t.Helper()
+	p := launchBinary(t, bin, env, args...)
 	select {
 	case p.addr = <-p.stdout.addr:
 	case <-p.exited:
@@ -176,9 +182,15 @@ func startProc(t *testing.T, env []string, args ...string) *proc {
 // running is killed, and a data race it reported fails the test.
 func launch(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
+	return launchBinary(t, serverBinary, env, args...)
+}
+
+// launchBinary is launch for another build of the server.
+func launchBinary(t *testing.T, bin string, env []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{
 		t:      t,
-		cmd:    exec.Command(serverBinary, args...),
+		cmd:    exec.Command(bin, args...),
 		stdout: &logLines{addr: make(chan string, 1)},
 		stderr: &syncBuffer{},
 		exited: make(chan struct{}),

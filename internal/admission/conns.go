@@ -99,17 +99,22 @@ func (l *ConnLimiter) admit(c net.Conn) *Conn {
 	tc := &Conn{Conn: c, l: l}
 	tc.since.Store(now.UnixNano())
 	if len(l.conns) >= l.max {
-		if victim := l.idlest(now); victim != nil {
-			l.drop(victim)
-			l.evicted.Add(1)
-			// Closing makes the server's pending read fail; it then reports StateClosed,
-			// which finds the connection already released.
-			victim.Conn.Close()
-		} else if len(l.conns) < l.max+l.reserve {
+		switch victim := l.idlest(now, l.newGrace); {
+		case victim != nil:
+			l.evict(victim)
+		case len(l.conns) < l.max+l.reserve:
 			tc.overflow = true
-		} else {
-			l.rejected.Add(1)
-			return nil
+		default:
+			// Even the reserve is taken: the oldest connection still without a request,
+			// however new, gives way (a burst of silent connections must not lock out the
+			// probes); only when all are busy is the new one refused.
+			victim := l.idlest(now, 0)
+			if victim == nil {
+				l.rejected.Add(1)
+				return nil
+			}
+			l.evict(victim)
+			tc.overflow = true
 		}
 	}
 	l.conns[tc] = struct{}{}
@@ -118,9 +123,9 @@ func (l *ConnLimiter) admit(c net.Conn) *Conn {
 }
 
 // idlest returns the connection that has been idle longest: keep-alive connections
-// between requests first, then connections that have sent no request within newGrace.
+// between requests first, then connections that have sent no request for newGrace.
 // Called with mu held; it scans, but only when the limit is reached.
-func (l *ConnLimiter) idlest(now time.Time) *Conn {
+func (l *ConnLimiter) idlest(now time.Time, newGrace time.Duration) *Conn {
 	var best *Conn
 	var bestSince int64
 	bestIdle := false
@@ -132,12 +137,21 @@ func (l *ConnLimiter) idlest(now time.Time) *Conn {
 				best, bestSince, bestIdle = c, since, true
 			}
 		case http.StateNew:
-			if !bestIdle && now.UnixNano()-since >= int64(l.newGrace) && (best == nil || since < bestSince) {
+			if !bestIdle && now.UnixNano()-since >= int64(newGrace) && (best == nil || since < bestSince) {
 				best, bestSince = c, since
 			}
 		}
 	}
 	return best
+}
+
+// evict closes c to make room. Called with mu held.
+func (l *ConnLimiter) evict(c *Conn) {
+	l.drop(c)
+	l.evicted.Add(1)
+	// Closing makes the server's pending read fail; it then reports StateClosed, which
+	// finds the connection already released.
+	c.Conn.Close()
 }
 
 func (l *ConnLimiter) release(c *Conn) {

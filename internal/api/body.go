@@ -87,7 +87,6 @@ func (r *reservation) release() {
 // caller must release res once it no longer needs the bytes. Errors: errBudget,
 // admission.ErrTooSlow, *http.MaxBytesError, or the client's read error.
 func (b *bodies) readBody(w http.ResponseWriter, r *http.Request, maxSize int64, start time.Time, res *reservation) ([]byte, error) {
-	res.budget = b.budget
 	rc := http.NewResponseController(w)
 	var body io.Reader = http.MaxBytesReader(w, r.Body, maxSize)
 	if b.rate.Enabled() {

@@ -53,7 +53,7 @@ func putObject(store storage.Store, maxSize int64, b *bodies, log *slog.Logger) 
 			Unavailable(w, errBudget.Error())
 			return
 		}
-		var res reservation
+		res := reservation{budget: b.budget}
 		defer res.release()
 		data, err := b.readBody(w, r, maxSize, start, &res)
 		if err != nil {
@@ -147,7 +147,7 @@ func getObject(store storage.Store, b *bodies, log *slog.Logger) http.Handler {
 			w.WriteHeader(http.StatusNotModified)
 			return
 		}
-		var res reservation
+		res := reservation{budget: b.budget}
 		defer res.release()
 		if body != nil && !res.acquire(min(info.Size, responseHold)) {
 			b.refused(refusedBudget)
