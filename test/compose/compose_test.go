@@ -1,6 +1,7 @@
 package compose
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -319,6 +320,25 @@ func TestComposeLoadgen(t *testing.T) {
 		}
 		if s.Image != service(t, p, "storage_api").Image {
 			t.Errorf("%s runs %s, want the API's image", name, s.Image)
+		}
+	}
+}
+
+// TestComposeMemoryLimit: every API container has a memory limit, and tells the server
+// the same number (MEMORY_LIMIT), so the Go soft limit and the admission defaults fit it;
+// API_MEMORY_LIMIT changes both together.
+func TestComposeMemoryLimit(t *testing.T) {
+	for _, env := range []map[string]string{nil, {"API_MEMORY_LIMIT": "536870912"}} {
+		p := loadProject(t, env, "*")
+		for _, name := range []string{"storage_api", "storage_api_s3"} {
+			s := service(t, p, name)
+			got := environ(s.Environment)["MEMORY_LIMIT"]
+			if s.MemLimit == 0 || got != fmt.Sprint(int64(s.MemLimit)) {
+				t.Errorf("%s (env %v): mem_limit %d, MEMORY_LIMIT %q: want both set and equal", name, env, s.MemLimit, got)
+			}
+			if int64(s.MemLimit) < 256<<20 {
+				t.Errorf("%s: mem_limit %d is below the 256 MiB the admission defaults are sized for", name, s.MemLimit)
+			}
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -279,6 +280,7 @@ func TestChartRefuses(t *testing.T) {
 		{"s3 without bucket", []string{"--set", "storage.backend=s3"}, "storage.s3.bucket"},
 		{"s3 with persistence", append(slices.Clone(s3Base), "--set", "persistence.enabled=true"), "persistence.enabled=true has no use"},
 		{"grace below drain", []string{"--set", "terminationGracePeriodSeconds=5"}, "must exceed config.shutdownDelaySeconds + config.shutdownTimeoutSeconds"},
+		{"budget below object size", []string{"--set", "admission.maxInflightBytes=1048576"}, "admission.maxInflightBytes (1048576) must be at least storage.maxObjectSize"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -690,7 +692,20 @@ func checkAPIContainer(t *testing.T, d *appsv1.Deployment, c *corev1.Container) 
 	for _, e := range c.Env {
 		env[e.Name] = e.Value
 	}
-	for _, k := range []string{"STORAGE_BACKEND", "DATA_DIR", "MAX_OBJECT_SIZE", "LOG_LEVEL", "SHUTDOWN_TIMEOUT", "FAULT_ERROR_RATIO", "FAULT_LATENCY", "FAULT_LATENCY_RATIO"} {
+	// The Go soft memory limit follows the container's memory limit (docs/reliability.md).
+	memLimit := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "MEMORY_LIMIT" })
+	if memLimit < 0 || c.Env[memLimit].ValueFrom == nil || c.Env[memLimit].ValueFrom.ResourceFieldRef == nil ||
+		c.Env[memLimit].ValueFrom.ResourceFieldRef.Resource != "limits.memory" || c.Env[memLimit].ValueFrom.ResourceFieldRef.ContainerName != c.Name {
+		t.Errorf("API container must set MEMORY_LIMIT from its own limits.memory (downward API)")
+	}
+	if c.Resources.Limits.Memory().IsZero() {
+		t.Errorf("API container has no memory limit: the admission defaults are sized for one")
+	}
+	if inflight, err := strconv.ParseInt(env["MAX_INFLIGHT_BYTES"], 10, 64); err != nil || inflight >= c.Resources.Limits.Memory().Value()/2 {
+		t.Errorf("MAX_INFLIGHT_BYTES %q must be set and well under the memory limit %v", env["MAX_INFLIGHT_BYTES"], c.Resources.Limits.Memory())
+	}
+	for _, k := range []string{"STORAGE_BACKEND", "DATA_DIR", "MAX_OBJECT_SIZE", "LOG_LEVEL", "SHUTDOWN_TIMEOUT", "FAULT_ERROR_RATIO", "FAULT_LATENCY", "FAULT_LATENCY_RATIO",
+		"MAX_CONNECTIONS", "MIN_TRANSFER_RATE", "TRANSFER_GRACE"} {
 		if _, ok := env[k]; !ok {
 			t.Errorf("API container lacks env %s", k)
 		}

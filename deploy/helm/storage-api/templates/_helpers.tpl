@@ -116,6 +116,9 @@ Checks that span several values (the schema checks each value alone). Rendered f
 so every install, upgrade and template run goes through them.
 */}}
 {{- define "storage-api.validate" -}}
+{{- if lt (int64 .Values.admission.maxInflightBytes) (int64 .Values.storage.maxObjectSize) }}
+{{- fail (printf "admission.maxInflightBytes (%d) must be at least storage.maxObjectSize (%d): the largest objects could never be admitted" (int64 .Values.admission.maxInflightBytes) (int64 .Values.storage.maxObjectSize)) }}
+{{- end }}
 {{- if not (include "storage-api.stateless" .) }}
 {{- if gt (int .Values.replicaCount) 1 }}
 {{- fail (printf "replicaCount=%d needs a shared store: the %s backend keeps its data inside one pod, so replicas would each see different objects. Use storage.backend=s3 to run several replicas, or set replicaCount=1." (int .Values.replicaCount) .Values.storage.backend) }}
