@@ -1,13 +1,11 @@
 package api_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -112,31 +110,6 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += n
 	return n, err
-}
-
-// TestPutAllocatesBodyOnce: a PUT of N bytes allocates about N bytes in all, not the
-// 2-3 N of a growing buffer (a 10 MiB PUT used to allocate 40.8 MiB with bolt).
-func TestPutAllocatesBodyOnce(t *testing.T) {
-	const n = 8 << 20
-	h := api.New(api.Options{Store: memory.New(), MaxObjectSize: n, Log: slog.New(slog.DiscardHandler)})
-	data := bytes.Repeat([]byte("d"), n)
-	put := func() {
-		rec := serve(h, "PUT", "/api/buckets/x", bytes.NewReader(data), n)
-		if rec.Code != http.StatusCreated && rec.Code != http.StatusNoContent {
-			t.Fatalf("PUT: %d %s", rec.Code, rec.Body)
-		}
-	}
-	put()
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	put()
-	runtime.ReadMemStats(&after)
-	allocated := after.TotalAlloc - before.TotalAlloc
-	t.Logf("a %d-byte PUT allocated %d bytes (%.2f N)", n, allocated, float64(allocated)/n)
-	// N for the body, the 256 KiB probe, and a few KiB of request handling.
-	if limit := uint64(n + 512<<10); allocated > limit {
-		t.Errorf("a %d-byte PUT allocated %d bytes, want at most %d", n, allocated, limit)
-	}
 }
 
 // TestRefusedCounted: the refusal counter has every reason from the start, and counts.
