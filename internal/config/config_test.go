@@ -33,6 +33,9 @@ func TestParseDefaults(t *testing.T) {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ShutdownTimeout:   20 * time.Second,
+		MaxInflightBytes:  64 << 20,
+		MinTransferRate:   32 << 10,
+		TransferGrace:     5 * time.Second,
 	}
 	if c != want {
 		t.Errorf("defaults:\n got %+v\nwant %+v", c, want)
@@ -139,6 +142,11 @@ func TestParseInvalid(t *testing.T) {
 		{"listen address without port", []string{"-listen-address", "localhost"}, nil, []string{"-listen-address", "localhost"}},
 		{"bad log level", nil, map[string]string{"LOG_LEVEL": "loud"}, []string{"log-level", "loud"}},
 		{"max header bytes", []string{"-max-header-bytes", "0"}, nil, []string{"-max-header-bytes"}},
+		{"budget below object size", []string{"-max-inflight-bytes", "1048576"}, nil, []string{"-max-inflight-bytes", "-max-object-size"}},
+		{"negative connections", nil, map[string]string{"MAX_CONNECTIONS": "-1"}, []string{"-max-connections"}},
+		{"negative transfer rate", []string{"-min-transfer-rate", "-5"}, nil, []string{"-min-transfer-rate"}},
+		{"rate without grace", []string{"-transfer-grace", "0s"}, nil, []string{"-transfer-grace"}},
+		{"negative memory limit", nil, map[string]string{"MEMORY_LIMIT": "-1"}, []string{"-memory-limit"}},
 		{"unknown flag", []string{"-colour"}, nil, []string{"colour"}},
 		{"positional argument", []string{"serve"}, nil, []string{"serve"}},
 	}
