@@ -17,7 +17,9 @@ import (
 // Modes.
 const (
 	ModeScenario = "scenario"
-	ModeRate     = "rate"
+	// ModeScript is scenario with the original script's ids: task i uses id i mod ids.
+	ModeScript = "script"
+	ModeRate   = "rate"
 )
 
 // Config is the validated configuration of one run.
@@ -72,7 +74,7 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 	c := defaultConfig()
 	fs := envflag.New("loadgen", usage)
 	fs.StringVar(&c.Target, "target", EnvName("target"), c.Target, "base URL of the storage API")
-	fs.StringVar(&c.Mode, "mode", EnvName("mode"), c.Mode, "scenario (virtual users: PUT, think, GET, think/2, DELETE) or rate (open model, constant request rate)")
+	fs.StringVar(&c.Mode, "mode", EnvName("mode"), c.Mode, "scenario (virtual users: PUT, think, GET, think/2, DELETE, random ids), script (the same tasks with the original script's ids: task i uses id i mod ids) or rate (open model, constant request rate)")
 	fs.Float64Var(&c.Rate, "rate", EnvName("rate"), c.Rate, "requests per second in rate mode")
 	fs.IntVar(&c.Concurrency, "concurrency", EnvName("concurrency"), c.Concurrency, "virtual users in scenario mode; maximum requests in flight in rate mode")
 	fs.DurationVar(&c.Duration, "duration", EnvName("duration"), c.Duration, "how long to send traffic; 0 runs until SIGTERM/SIGINT")
@@ -102,8 +104,8 @@ func (c *Config) Validate() error {
 	}
 	c.Target = strings.TrimRight(c.Target, "/")
 	switch {
-	case c.Mode != ModeScenario && c.Mode != ModeRate:
-		return fmt.Errorf("-mode %q: want %s or %s", c.Mode, ModeScenario, ModeRate)
+	case c.Mode != ModeScenario && c.Mode != ModeScript && c.Mode != ModeRate:
+		return fmt.Errorf("-mode %q: want %s, %s or %s", c.Mode, ModeScenario, ModeScript, ModeRate)
 	case c.Mode == ModeRate && !(c.Rate > 0 && c.Rate <= 1e6):
 		return fmt.Errorf("-rate %v: want a rate in (0, 1e6]", c.Rate)
 	case c.Concurrency < 1 || c.Concurrency > 100000:

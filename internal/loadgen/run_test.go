@@ -6,9 +6,12 @@ import (
 	"encoding/json"
 	"io"
 	"math"
+	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,6 +56,7 @@ func TestSummaryCountsMatchServer(t *testing.T) {
 	}{
 		// Few ids and several users: GETs and DELETEs race and find nothing.
 		{"scenario", []string{"-mode", "scenario", "-concurrency", "6", "-ids", "3", "-think", "20ms", "-duration", "1s", "-size", "16-256"}},
+		{"script", []string{"-mode", "script", "-concurrency", "6", "-ids", "3", "-think", "20ms", "-duration", "1s", "-size", "16-256"}},
 		{"rate", []string{"-mode", "rate", "-rate", "150", "-concurrency", "4", "-ids", "5", "-duration", "1s", "-mix", "put=2,get=2,head=1,delete=1"}},
 	}
 	for _, tt := range tests {
@@ -73,7 +77,7 @@ func TestSummaryCountsMatchServer(t *testing.T) {
 			if sum.Errors != 0 || sum.TransportErrors != 0 || sum.StoppedBy != "duration" {
 				t.Errorf("errors %d transport %d stopped by %s", sum.Errors, sum.TransportErrors, sum.StoppedBy)
 			}
-			if tt.name == "scenario" {
+			if tt.name != "rate" {
 				for _, m := range []string{"PUT", "GET", "DELETE"} {
 					if len(sum.ByMethodStatus[m]) == 0 {
 						t.Errorf("scenario sent no %s", m)
@@ -84,6 +88,45 @@ func TestSummaryCountsMatchServer(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestScriptModeIDs: in script mode task i uses id i mod ids, each task PUT, GET, DELETE in turn, as the
+// original script did; with one user nothing races, so nothing is ever missing.
+func TestScriptModeIDs(t *testing.T) {
+	api := &apitest.Server{}
+	var mu sync.Mutex
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			mu.Lock()
+			got = append(got, r.Method+" "+strings.TrimPrefix(r.URL.Path, "/api/buckets/"))
+			mu.Unlock()
+		}
+		api.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	cfg := testConfig(t, srv.URL, "-mode", "script", "-concurrency", "1", "-ids", "3", "-think", "0s", "-duration", "300ms")
+	sum, err := Run(t.Context(), cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) < 9 {
+		t.Fatalf("only %d requests: %q", len(got), got)
+	}
+	for i, req := range got {
+		task := i / 3
+		want := []string{"PUT", "GET", "DELETE"}[i%3] + " obj-" + strconv.Itoa(task%3)
+		if req != want {
+			t.Fatalf("request %d = %q, want %q (all: %q)", i, req, want, got[:min(len(got), 12)])
+		}
+	}
+	for m, byStatus := range sum.ByMethodStatus {
+		if byStatus["404"] != 0 {
+			t.Errorf("%s answered 404 %d times: one user in order never misses", m, byStatus["404"])
+		}
 	}
 }
 

@@ -4,27 +4,48 @@ import (
 	"context"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
+// scriptStagger separates the start of script mode's users: well above timer
+// jitter, well below a think time.
+const scriptStagger = 10 * time.Millisecond
+
 // runScenario runs cfg.Concurrency virtual users until stop is done. Each user
 // repeats the original script's task: PUT an object, think, GET it, think
-// half as long, DELETE it. Users draw ids from one shared space, so they race
-// like the original's: some GETs and DELETEs find nothing.
+// half as long, DELETE it. In scenario mode users draw random ids from one
+// shared space, so they race: some GETs and DELETEs find nothing. In script
+// mode task i (counted across users) uses id i mod ids, as the original
+// script's `i mod 8 + 1` did, and users start one after the other a few
+// milliseconds apart, as xargs -P started the script's processes: tasks then
+// keep their order, so task i+ids reuses an id only after task i is done
+// and few requests find nothing.
 // This is a closed model: a slow target slows the users down, and latency is
 // measured from each actual send.
 func runScenario(stop context.Context, reqCtx context.Context, cfg Config, c *client) {
+	nextID := c.randomID
+	if cfg.Mode == ModeScript {
+		var task atomic.Int64
+		nextID = func() string { return "obj-" + strconv.FormatInt((task.Add(1)-1)%int64(c.ids), 10) }
+	}
 	var wg sync.WaitGroup
-	for range cfg.Concurrency {
+	for user := range cfg.Concurrency {
 		wg.Go(func() {
-			// Spread the users' start over one think time so they do not
-			// move in lockstep.
-			if cfg.Think > 0 && !sleep(stop, rand.N(cfg.Think)) {
+			// Scenario: spread the users' start over one think time so they
+			// do not move in lockstep. Script: start in order, scriptStagger
+			// apart, so the tasks finish in the order they started.
+			delay := time.Duration(user) * scriptStagger
+			if cfg.Mode != ModeScript && cfg.Think > 0 {
+				delay = rand.N(cfg.Think)
+			}
+			if delay > 0 && !sleep(stop, delay) {
 				return
 			}
 			for stop.Err() == nil {
-				id := c.randomID()
+				id := nextID()
 				c.do(reqCtx, http.MethodPut, id, time.Now())
 				if !sleep(stop, cfg.Think) {
 					return
