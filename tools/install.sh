@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the pinned external tools the tests need (Prometheus, promtool, helm, versitygw)
+# Installs the pinned external tools the tests need (Prometheus, promtool, amtool, Alertmanager, helm, versitygw)
 # into .tools/bin, which git ignores. Each tool is rebuilt only when its pinned version changes:
 # a stamp file per tool records the version it was built from.
 #
@@ -16,6 +16,12 @@ mkdir -p "$bin"
 # the prom/prometheus image tag in docker-compose.yml (a test checks it).
 PROMETHEUS_VERSION=v0.316.0
 ALERTMANAGER_VERSION=v0.35.0
+# The Alertmanager server the end-to-end test runs. v0.31.1 is the newest release that builds with go install:
+# from v0.32 its web UI is embedded from ui/app/dist, a build output missing from the module zip, so v0.35.0 (the
+# compose image) does not compile from the module proxy. Debian 12's prometheus-alertmanager is 0.25.0 (2022),
+# needs root and apt, and exists on no other OS. v0.31.1 loads deploy/alertmanager/alertmanager.yml unchanged
+# (routes with matchers, inhibit_rules with source/target_matchers), as amtool v0.35.0 checks it.
+ALERTMANAGER_SERVER_VERSION=v0.31.1
 HELM_VERSION=v4.3.1
 VERSITYGW_VERSION=v1.8.0
 
@@ -35,7 +41,7 @@ install() {
 }
 
 want=("$@")
-[[ ${#want[@]} -gt 0 ]] || want=(prometheus promtool helm versitygw amtool)
+[[ ${#want[@]} -gt 0 ]] || want=(prometheus promtool helm versitygw amtool alertmanager)
 
 for t in "${want[@]}"; do
   case "$t" in
@@ -44,6 +50,7 @@ for t in "${want[@]}"; do
     prometheus) install prometheus "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/prometheus -tags remove_all_sd,enable_dns_sd -ldflags "-s -w" ;;
     promtool) install promtool "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/promtool -tags remove_all_sd,enable_dns_sd -ldflags "-s -w" ;;
     amtool) install amtool "$ALERTMANAGER_VERSION" github.com/prometheus/alertmanager/cmd/amtool -ldflags "-s -w" ;;
+    alertmanager) install alertmanager "$ALERTMANAGER_SERVER_VERSION" github.com/prometheus/alertmanager/cmd/alertmanager -ldflags "-s -w" ;;
     helm) install helm "$HELM_VERSION" helm.sh/helm/v4/cmd/helm -ldflags "-s -w" ;;
     versitygw) install versitygw "$VERSITYGW_VERSION" github.com/versity/versitygw/cmd/versitygw -ldflags "-s -w" ;;
     *) echo "tools: unknown tool $t" >&2; exit 2 ;;

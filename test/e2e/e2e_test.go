@@ -58,6 +58,10 @@ func TestEndToEnd(t *testing.T) {
 	if _, err := os.Stat(prometheusBin); errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("%s is missing: run tools/install.sh (it builds the pinned Prometheus into .tools/bin)", prometheusBin)
 	}
+	alertmanagerBin := absPath(t, ".tools/bin/alertmanager")
+	if _, err := os.Stat(alertmanagerBin); errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("%s is missing: run tools/install.sh (it builds the pinned Alertmanager into .tools/bin)", alertmanagerBin)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), testBudget)
 	defer cancel()
 	dir := t.TempDir()
@@ -70,7 +74,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 
-	apiAddr, loadgenAddr, promAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	apiAddr, loadgenAddr, promAddr, amAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 
 	// storage-api with the bolt store and errors injected at a known ratio.
 	api := start(ctx, t, "storage-api", filepath.Join(dir, "server.log"), filepath.Join(bin, "storage-api"),
@@ -78,9 +82,20 @@ func TestEndToEnd(t *testing.T) {
 		"-fault-error-ratio", strconv.FormatFloat(errorRatio, 'f', -1, 64), "-access-log=false")
 	waitHTTP(ctx, t, "http://"+apiAddr+"/readyz", api)
 
-	// Prometheus with the repository's configuration and rules.
+	// Alertmanager with the repository's configuration, its receivers delivering to this test's webhook.
+	hook := newWebhook(t)
+	amCfg := filepath.Join(dir, "alertmanager.yml")
+	if err := os.WriteFile(amCfg, []byte(testAlertmanagerConfig(t, hook.url)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	am := start(ctx, t, "alertmanager", filepath.Join(dir, "alertmanager.log"), alertmanagerBin,
+		"--config.file="+amCfg, "--storage.path="+filepath.Join(dir, "alertmanager"),
+		"--web.listen-address="+amAddr, "--cluster.listen-address=", "--log.level=debug")
+	waitHTTP(ctx, t, "http://"+amAddr+"/-/ready", am)
+
+	// Prometheus with the repository's configuration and rules, sending to that Alertmanager.
 	cfg := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfg, []byte(testConfig(t, apiAddr, loadgenAddr)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(testConfig(t, apiAddr, loadgenAddr, amAddr)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	prom := start(ctx, t, "prometheus", filepath.Join(dir, "prometheus.log"), prometheusBin,
@@ -163,12 +178,16 @@ func TestEndToEnd(t *testing.T) {
 	t.Run("rules", func(t *testing.T) {
 		checkRules(ctx, t, p, now)
 	})
+	t.Run("alerts delivered", func(t *testing.T) {
+		checkDelivery(ctx, t, hook, "http://"+amAddr)
+	})
 	t.Logf("traffic %s, %d requests; whole test %s", loadEnd.Sub(loadStart).Round(time.Millisecond), summary.Requests, time.Since(rangeStart).Round(time.Second))
 }
 
-// testConfig is deploy/prometheus/prometheus.yml with only the targets, intervals, rule path and alerting
-// block changed. Each change must apply, so a restructured file fails here instead of silently drifting.
-func testConfig(t *testing.T, apiAddr, loadgenAddr string) string {
+// testConfig is deploy/prometheus/prometheus.yml with only the targets (the API, loadgen, Alertmanager),
+// intervals and rule path changed. Each change must apply, so a restructured file fails here instead of
+// silently drifting.
+func testConfig(t *testing.T, apiAddr, loadgenAddr, amAddr string) string {
 	t.Helper()
 	raw, err := os.ReadFile(absPath(t, "deploy/prometheus/prometheus.yml"))
 	if err != nil {
@@ -178,6 +197,7 @@ func testConfig(t *testing.T, apiAddr, loadgenAddr string) string {
 	for _, r := range []struct{ old, new string }{
 		{`"storage_api:5000"`, strconv.Quote(apiAddr)},
 		{`"loadgen:9101"`, strconv.Quote(loadgenAddr)},
+		{`"alertmanager:9093"`, strconv.Quote(amAddr)},
 		{"scrape_interval: 15s", "scrape_interval: " + interval},
 		{"scrape_interval: 10s", "scrape_interval: " + interval},
 		{"evaluation_interval: 15s", "evaluation_interval: " + interval},
@@ -188,23 +208,7 @@ func testConfig(t *testing.T, apiAddr, loadgenAddr string) string {
 		}
 		cfg = strings.ReplaceAll(cfg, r.old, r.new)
 	}
-	// No Alertmanager runs here: drop the top-level alerting block (up to the next top-level key).
-	var out []string
-	skipping, dropped := false, false
-	for _, line := range strings.Split(cfg, "\n") {
-		topLevel := line != "" && line[0] != ' ' && line[0] != '#'
-		if topLevel {
-			skipping = strings.HasPrefix(line, "alerting:")
-			dropped = dropped || skipping
-		}
-		if !skipping {
-			out = append(out, line)
-		}
-	}
-	if !dropped {
-		t.Fatal("deploy/prometheus/prometheus.yml has no alerting block; update testConfig")
-	}
-	return strings.Join(out, "\n")
+	return cfg
 }
 
 // loadgenSummary is the part of loadgen's -output json summary the test uses.
