@@ -272,7 +272,7 @@ func BenchmarkServer(b *testing.B) {
 				if c.storeMetrics {
 					store = metrics.InstrumentStore(store, "memory", reg)
 				}
-				if _, err := store.Put(b.Context(), benchID, "application/octet-stream", benchPayload); err != nil {
+				if _, err := store.Put(b.Context(), benchID, "application/octet-stream", benchPayload, storage.Condition{}); err != nil {
 					b.Fatal(err)
 				}
 				o := Options{

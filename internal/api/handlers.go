@@ -25,12 +25,22 @@ const (
 	maxContentType     = 255
 )
 
-// putObject stores the body under id: 201 if the id was new, 204 if it replaced an object.
+// putObject stores the body under id: 201 if the id was new, 204 if it replaced an object;
+// 412 if If-Match / If-None-Match do not hold at the moment of the write.
 func putObject(store storage.Store, maxSize int64, b *bodies, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id, ok := pathID(w, r)
 		if !ok {
+			return
+		}
+		if !framed(r) {
+			writeError(w, http.StatusLengthRequired, "Content-Length or Transfer-Encoding: chunked is required")
+			return
+		}
+		cond, err := parseCondition(r.Header)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
 		contentType := r.Header.Get("Content-Type")
@@ -60,7 +70,7 @@ func putObject(store storage.Store, maxSize int64, b *bodies, log *slog.Logger) 
 			bodyError(w, b, maxSize, err)
 			return
 		}
-		res2, err := store.Put(r.Context(), id, contentType, data)
+		res2, err := store.Put(r.Context(), id, contentType, data, cond)
 		if err != nil {
 			storeError(w, r, log, err)
 			return
@@ -73,6 +83,15 @@ func putObject(store storage.Store, maxSize int64, b *bodies, log *slog.Logger) 
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
+}
+
+// framed reports whether the request says how long its body is. net/http gives a
+// request with neither Content-Length nor chunked framing ContentLength 0, so a PUT
+// that sent its bytes without framing (the body is then never read) would store an
+// empty object: only the absence of both headers tells. (net/http removes
+// Content-Length from a chunked request's header; HTTP/2 frames every body.)
+func framed(r *http.Request) bool {
+	return r.ContentLength != 0 || len(r.TransferEncoding) > 0 || len(r.Header["Content-Length"]) > 0 || r.ProtoMajor != 1
 }
 
 // bodyError answers a request body that could not be read. The connection closes after
@@ -179,15 +198,21 @@ func getObject(store storage.Store, b *bodies, log *slog.Logger) http.Handler {
 	})
 }
 
-// deleteObject answers 204 if the object existed and 404 if not. (The original answered
-// 500 for a successful delete and 400 for a missing one: docs/why-500.md.)
+// deleteObject answers 204 if the object existed and 404 if not, 412 if it exists and
+// If-Match (or If-None-Match) does not hold. (The original answered 500 for a successful
+// delete and 400 for a missing one: docs/why-500.md.)
 func deleteObject(store storage.Store, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, ok := pathID(w, r)
 		if !ok {
 			return
 		}
-		if err := store.Delete(r.Context(), id); err != nil {
+		cond, err := parseCondition(r.Header)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		if err := store.Delete(r.Context(), id, cond); err != nil {
 			storeError(w, r, log, err)
 			return
 		}
@@ -195,13 +220,19 @@ func deleteObject(store storage.Store, log *slog.Logger) http.Handler {
 	})
 }
 
-// storeError maps a storage error to its response: 404 for a missing object, 503 when
+// storeError maps a storage error to its response: 404 for a missing object, 412 for a
+// failed precondition, 501 for one the backend cannot enforce, 503 when
 // the store is unavailable (retrying may help), nothing for a client that left, and 500,
 // logged, for anything else.
 func storeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not found")
+	case errors.Is(err, storage.ErrPreconditionFailed):
+		writeError(w, http.StatusPreconditionFailed, "precondition failed: the object's current state does not satisfy If-Match / If-None-Match; nothing was changed")
+	case errors.Is(err, storage.ErrConditionUnsupported):
+		// The backend cannot guard the write atomically, so it did not write at all.
+		writeError(w, http.StatusNotImplemented, err.Error())
 	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		log.LogAttrs(r.Context(), slog.LevelWarn, "storage unavailable",
 			slog.String("request_id", RequestID(r)), slog.Any("error", err))

@@ -31,11 +31,11 @@ type route struct {
 func (s *server) routes() []route {
 	return []route{
 		{methods: []string{"PUT"}, path: BucketPath, handler: putObject(s.Store, s.MaxObjectSize, s.bodies, s.Log), api: true,
-			statuses: []int{201, 204, 400, 413, 500, 503}},
+			statuses: []int{201, 204, 400, 411, 412, 413, 500, 503}},
 		{methods: []string{"GET", "HEAD"}, path: BucketPath, handler: getObject(s.Store, s.bodies, s.Log), api: true,
 			statuses: []int{200, 304, 400, 404, 500, 503}},
 		{methods: []string{"DELETE"}, path: BucketPath, handler: deleteObject(s.Store, s.Log), api: true,
-			statuses: []int{204, 400, 404, 500, 503}},
+			statuses: []int{204, 400, 404, 412, 500, 503}},
 		// /api/buckets/ with no id: an invalid (empty) id, not an unknown route.
 		{path: "/api/buckets/{$}", label: BucketPath, handler: emptyID(), api: true},
 		// Without this, ServeMux would redirect /api/buckets to /api/buckets/.

@@ -18,7 +18,7 @@ import (
 func InstrumentStore(s storage.Store, backend string, reg prometheus.Registerer) storage.Store {
 	hist := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:                            "storage_operation_duration_seconds",
-		Help:                            "Duration of storage backend operations, by backend, operation and result (ok, not_found, error).",
+		Help:                            "Duration of storage backend operations, by backend, operation and result (ok, not_found, precondition_failed, error).",
 		Buckets:                         DurationBuckets,
 		NativeHistogramBucketFactor:     nativeFactor,
 		NativeHistogramMaxBucketNumber:  nativeMaxBuckets,
@@ -28,7 +28,7 @@ func InstrumentStore(s storage.Store, backend string, reg prometheus.Registerer)
 	is := &instrumentedStore{Store: s, ops: map[string]map[string]prometheus.Observer{}}
 	for _, op := range []string{"get", "put", "delete", "stat"} {
 		is.ops[op] = map[string]prometheus.Observer{}
-		for _, result := range []string{"ok", "not_found", "error"} {
+		for _, result := range []string{"ok", "not_found", "precondition_failed", "error"} {
 			is.ops[op][result] = hist.WithLabelValues(backend, op, result)
 		}
 	}
@@ -57,15 +57,18 @@ func (s *instrumentedStore) observe(op string, start time.Time, err error) {
 	case err == nil:
 	case errors.Is(err, storage.ErrNotFound):
 		result = "not_found"
+	case errors.Is(err, storage.ErrPreconditionFailed):
+		// A client's guard doing its job, not a backend failure.
+		result = "precondition_failed"
 	default:
 		result = "error"
 	}
 	s.ops[op][result].Observe(time.Since(start).Seconds())
 }
 
-func (s *instrumentedStore) Put(ctx context.Context, id, contentType string, data []byte) (storage.PutResult, error) {
+func (s *instrumentedStore) Put(ctx context.Context, id, contentType string, data []byte, cond storage.Condition) (storage.PutResult, error) {
 	start := time.Now()
-	res, err := s.Store.Put(ctx, id, contentType, data)
+	res, err := s.Store.Put(ctx, id, contentType, data, cond)
 	s.observe("put", start, err)
 	return res, err
 }
@@ -84,9 +87,9 @@ func (s *instrumentedStore) Stat(ctx context.Context, id string) (storage.Info, 
 	return info, err
 }
 
-func (s *instrumentedStore) Delete(ctx context.Context, id string) error {
+func (s *instrumentedStore) Delete(ctx context.Context, id string, cond storage.Condition) error {
 	start := time.Now()
-	err := s.Store.Delete(ctx, id)
+	err := s.Store.Delete(ctx, id, cond)
 	s.observe("delete", start, err)
 	return err
 }

@@ -17,7 +17,49 @@ var (
 	// ErrUnavailable: the backend cannot serve right now (remote store unreachable, closed,
 	// timed out). The API answers 503, not 500: retrying later may succeed.
 	ErrUnavailable = errors.New("storage unavailable")
+	// ErrPreconditionFailed: the write's Condition did not hold when the write was
+	// applied; nothing was written. The API answers 412.
+	ErrPreconditionFailed = errors.New("precondition failed")
+	// ErrConditionUnsupported: the backend cannot enforce this Condition atomically
+	// (s3 on a server without conditional writes). Nothing was written: a guarded write
+	// is refused rather than turned into a silent overwrite. The API answers 501.
+	ErrConditionUnsupported = errors.New("condition cannot be enforced atomically by this backend")
 )
+
+// Condition is a write's precondition, evaluated atomically with the write.
+// The zero Condition always holds.
+type Condition struct {
+	IfMatch     []string // unquoted strong ETags, or "*" (any existing object); nil: no If-Match
+	IfNoneMatch []string // unquoted ETags, or "*" (no object may exist); nil: none
+}
+
+// IsZero reports whether c has no precondition.
+func (c Condition) IsZero() bool { return c.IfMatch == nil && c.IfNoneMatch == nil }
+
+// Check evaluates c against the current state of the id: whether an object exists and
+// its ETag. It returns nil or ErrPreconditionFailed. Backends call it at the point where
+// the write is applied (under the lock, inside the transaction), never before.
+// Following RFC 9110 section 13.2.2, If-Match is evaluated first, and If-None-Match
+// after it.
+func (c Condition) Check(exists bool, etag string) error {
+	if c.IfMatch != nil && !(exists && matches(c.IfMatch, etag)) {
+		return ErrPreconditionFailed
+	}
+	if c.IfNoneMatch != nil && exists && matches(c.IfNoneMatch, etag) {
+		return ErrPreconditionFailed
+	}
+	return nil
+}
+
+// matches reports whether list is "*" or contains etag (an existing object's).
+func matches(list []string, etag string) bool {
+	for _, t := range list {
+		if t == "*" || t == etag {
+			return true
+		}
+	}
+	return false
+}
 
 // Info describes a stored object.
 type Info struct {
@@ -52,14 +94,20 @@ type Store interface {
 	// Put stores data under id, replacing any previous object, and returns what it
 	// stored (so callers need not hash the data again) and whether the id was new. When
 	// Put returns nil the object is durable as far as the backend promises durability
-	// (bolt: fsync'd).
-	Put(ctx context.Context, id string, contentType string, data []byte) (PutResult, error)
+	// (bolt: fsync'd). If cond does not hold at the moment of the write, Put writes
+	// nothing and returns ErrPreconditionFailed.
+	//
+	// Put takes ownership of data; the caller must not modify it afterwards (so a PUT of
+	// N bytes is held in memory once, not copied).
+	Put(ctx context.Context, id, contentType string, data []byte, cond Condition) (PutResult, error)
 	// Get returns the object, or ErrNotFound.
 	Get(ctx context.Context, id string) (*Object, error)
 	// Stat returns the object's metadata without its bytes, or ErrNotFound.
 	Stat(ctx context.Context, id string) (Info, error)
-	// Delete removes the object, or returns ErrNotFound if there was none.
-	Delete(ctx context.Context, id string) error
+	// Delete removes the object, or returns ErrNotFound if there was none, or
+	// ErrPreconditionFailed if there is one and cond does not hold for it (a missing
+	// object is ErrNotFound whatever cond says).
+	Delete(ctx context.Context, id string, cond Condition) error
 	// Ready reports whether the store can serve requests now (readiness probe).
 	Ready(ctx context.Context) error
 	// Close releases the store. Calls after Close return ErrUnavailable.

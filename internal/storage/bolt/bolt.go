@@ -53,6 +53,7 @@ type writeOp struct {
 	contentType string
 	data        []byte
 	etag        string
+	cond        storage.Condition
 
 	// Results, valid after done is closed.
 	created bool
@@ -153,9 +154,9 @@ func decode(v []byte) (storage.Info, []byte, error) {
 	}, data, nil
 }
 
-func (s *Store) Put(ctx context.Context, id, contentType string, data []byte) (storage.PutResult, error) {
+func (s *Store) Put(ctx context.Context, id, contentType string, data []byte, cond storage.Condition) (storage.PutResult, error) {
 	info := storage.NewInfo(contentType, data)
-	op := &writeOp{kind: opPut, id: id, contentType: contentType, data: data, etag: info.ETag}
+	op := &writeOp{kind: opPut, id: id, contentType: contentType, data: data, etag: info.ETag, cond: cond}
 	if err := s.submit(ctx, op); err != nil {
 		return storage.PutResult{}, err
 	}
@@ -165,8 +166,8 @@ func (s *Store) Put(ctx context.Context, id, contentType string, data []byte) (s
 	return storage.PutResult{Info: info, Created: op.created}, nil
 }
 
-func (s *Store) Delete(ctx context.Context, id string) error {
-	op := &writeOp{kind: opDelete, id: id}
+func (s *Store) Delete(ctx context.Context, id string, cond storage.Condition) error {
+	op := &writeOp{kind: opDelete, id: id, cond: cond}
 	if err := s.submit(ctx, op); err != nil {
 		return err
 	}
@@ -225,12 +226,20 @@ func (s *Store) commit(batch []*writeOp) {
 			op.created, op.err = false, nil
 			old := objects.Get([]byte(op.id))
 			var oldSize int64
+			var oldETag string
 			if old != nil {
 				info, _, err := decode(old)
 				if err != nil {
 					return fmt.Errorf("id %q: %w", op.id, err)
 				}
-				oldSize = info.Size
+				oldSize, oldETag = info.Size, info.ETag
+			}
+			// The condition is checked here, inside the transaction that writes: it sees
+			// the effect of every earlier op of this batch, and fails only its own op.
+			if old != nil || op.kind == opPut {
+				if op.err = op.cond.Check(old != nil, oldETag); op.err != nil {
+					continue
+				}
 			}
 			switch op.kind {
 			case opPut:

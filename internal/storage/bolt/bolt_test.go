@@ -32,13 +32,13 @@ func TestReopen(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 50 {
 		wg.Go(func() {
-			if _, err := s.Put(context.Background(), fmt.Sprint("id-", i), "text/plain", []byte(fmt.Sprint("value-", i))); err != nil {
+			if _, err := s.Put(context.Background(), fmt.Sprint("id-", i), "text/plain", []byte(fmt.Sprint("value-", i)), storage.Condition{}); err != nil {
 				t.Error(err)
 			}
 		})
 	}
 	wg.Wait()
-	if err := s.Delete(context.Background(), "id-0"); err != nil {
+	if err := s.Delete(context.Background(), "id-0", storage.Condition{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -98,7 +98,7 @@ func BenchmarkPutParallel(b *testing.B) {
 			n++
 			id := fmt.Sprint("id-", n%1000)
 			mu.Unlock()
-			if _, err := s.Put(context.Background(), id, "application/octet-stream", data); err != nil {
+			if _, err := s.Put(context.Background(), id, "application/octet-stream", data, storage.Condition{}); err != nil {
 				b.Error(err)
 				return
 			}

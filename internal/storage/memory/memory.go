@@ -31,15 +31,19 @@ func New() *Store {
 
 var _ storage.StatsReporter = (*Store)(nil)
 
-func (s *Store) Put(_ context.Context, id, contentType string, data []byte) (storage.PutResult, error) {
-	// Copy: the caller may reuse its buffer after Put returns.
-	obj := object{info: storage.NewInfo(contentType, data), data: bytes.Clone(data)}
+func (s *Store) Put(_ context.Context, id, contentType string, data []byte, cond storage.Condition) (storage.PutResult, error) {
+	// No copy: Put owns data (see storage.Store), so the stored object is the caller's
+	// buffer and a PUT of N bytes holds N bytes, once.
+	obj := object{info: storage.NewInfo(contentType, data), data: data}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return storage.PutResult{}, storage.ErrUnavailable
 	}
 	old, existed := s.objects[id]
+	if err := cond.Check(existed, old.info.ETag); err != nil {
+		return storage.PutResult{}, err
+	}
 	s.objects[id] = obj
 	s.bytes += obj.info.Size - old.info.Size
 	return storage.PutResult{Info: obj.info, Created: !existed}, nil
@@ -72,7 +76,7 @@ func (s *Store) Stat(_ context.Context, id string) (storage.Info, error) {
 	return obj.info, nil
 }
 
-func (s *Store) Delete(_ context.Context, id string) error {
+func (s *Store) Delete(_ context.Context, id string, cond storage.Condition) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -81,6 +85,9 @@ func (s *Store) Delete(_ context.Context, id string) error {
 	obj, ok := s.objects[id]
 	if !ok {
 		return storage.ErrNotFound
+	}
+	if err := cond.Check(true, obj.info.ETag); err != nil {
+		return err
 	}
 	delete(s.objects, id)
 	s.bytes -= obj.info.Size

@@ -5,6 +5,7 @@ import (
 	"io"
 	"testing"
 
+	"github.com/sre-instrumentation/storage-api/internal/storage"
 	"github.com/sre-instrumentation/storage-api/internal/storage/s3"
 	"github.com/sre-instrumentation/storage-api/internal/storage/s3/s3test"
 )
@@ -22,7 +23,7 @@ func BenchmarkStore(b *testing.B) {
 	data := make([]byte, 1024)
 	const ids = 100
 	for i := range ids {
-		if _, err := s.Put(b.Context(), fmt.Sprint("id-", i), "application/octet-stream", data); err != nil {
+		if _, err := s.Put(b.Context(), fmt.Sprint("id-", i), "application/octet-stream", data, storage.Condition{}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -30,7 +31,7 @@ func BenchmarkStore(b *testing.B) {
 		b.SetBytes(int64(len(data)))
 		b.RunParallel(func(pb *testing.PB) {
 			for i := 0; pb.Next(); i++ {
-				if _, err := s.Put(b.Context(), fmt.Sprint("id-", i%ids), "application/octet-stream", data); err != nil {
+				if _, err := s.Put(b.Context(), fmt.Sprint("id-", i%ids), "application/octet-stream", data, storage.Condition{}); err != nil {
 					b.Error(err)
 					return
 				}

@@ -215,10 +215,10 @@ func TestClosedStore(t *testing.T) {
 	}
 	s.Close()
 	ops := map[string]func() error{
-		"Put":    func() error { _, err := s.Put(t.Context(), "a", "", nil); return err },
+		"Put":    func() error { _, err := s.Put(t.Context(), "a", "", nil, storage.Condition{}); return err },
 		"Get":    func() error { _, err := s.Get(t.Context(), "a"); return err },
 		"Stat":   func() error { _, err := s.Stat(t.Context(), "a"); return err },
-		"Delete": func() error { return s.Delete(t.Context(), "a") },
+		"Delete": func() error { return s.Delete(t.Context(), "a", storage.Condition{}) },
 		"Ready":  func() error { return s.Ready(t.Context()) },
 	}
 	for name, op := range ops {

@@ -210,9 +210,9 @@ func (o *op) end() {
 	o.cause(nil)
 }
 
-// Put stores data. created comes from a conditional write (If-None-Match: *), so that of
-// several concurrent first PUTs of an id exactly one reports created, as with the local
-// backends, even across replicas:
+// Put stores data. Without a condition, created comes from a conditional write
+// (If-None-Match: *), so that of several concurrent first PUTs of an id exactly one
+// reports created, as with the local backends, even across replicas:
 //
 //  1. HeadObject. Found: unconditional PutObject, created=false.
 //  2. Missing: PutObject with If-None-Match: *. Success: created=true.
@@ -223,9 +223,18 @@ func (o *op) end() {
 // re-creates the object but reports 204 instead of 201. Servers without conditional
 // writes (501) get HeadObject + PutObject, where two concurrent first PUTs can both
 // report created.
-func (s *Store) Put(ctx context.Context, id, contentType string, data []byte) (storage.PutResult, error) {
+//
+// With a condition, see putIf: the write is a compare-and-swap on the service's own
+// ETag, and a server without conditional writes gets ErrConditionUnsupported.
+func (s *Store) Put(ctx context.Context, id, contentType string, data []byte, cond storage.Condition) (storage.PutResult, error) {
 	info := storage.NewInfo(contentType, data)
-	created, err := s.put(ctx, id, contentType, info.ETag, data)
+	var created bool
+	var err error
+	if cond.IsZero() {
+		created, err = s.put(ctx, id, contentType, info.ETag, data)
+	} else {
+		created, err = s.putIf(ctx, id, contentType, info.ETag, data, cond)
+	}
 	if err != nil {
 		return storage.PutResult{}, err
 	}
@@ -244,31 +253,119 @@ func (s *Store) put(ctx context.Context, id, contentType, etag string, data []by
 	_, err = s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
 	switch err := s.mapError(ctx, "HeadObject", err); {
 	case err == nil:
-		return false, s.putObject(ctx, key, contentType, etag, data, false)
+		return false, s.putObject(ctx, key, contentType, etag, data, nil, nil)
 	case !errors.Is(err, storage.ErrNotFound):
 		return false, err
 	}
 	if s.noConditional.Load() {
-		return true, s.putObject(ctx, key, contentType, etag, data, false)
+		return true, s.putObject(ctx, key, contentType, etag, data, nil, nil)
 	}
-	err = s.putObject(ctx, key, contentType, etag, data, true)
+	err = s.putObject(ctx, key, contentType, etag, data, nil, aws.String("*"))
 	switch {
 	case err == nil:
 		return true, nil
-	case hasStatus(err, http.StatusPreconditionFailed) || hasCode(err, "ConditionalRequestConflict"):
-		// 409 ConditionalRequestConflict: AWS's answer when a concurrent write to the
-		// key is in progress; either way the key exists now.
-		return false, s.putObject(ctx, key, contentType, etag, data, false)
+	case conflict(err):
+		return false, s.putObject(ctx, key, contentType, etag, data, nil, nil)
 	case hasStatus(err, http.StatusNotImplemented):
 		s.noConditional.Store(true)
-		return true, s.putObject(ctx, key, contentType, etag, data, false)
+		return true, s.putObject(ctx, key, contentType, etag, data, nil, nil)
 	}
 	return false, s.mapError(ctx, "PutObject", err)
 }
 
-// putObject writes the object. With conditional it returns the raw SDK error, so that
-// Put can tell 412 from other failures; otherwise the mapped one.
-func (s *Store) putObject(ctx context.Context, key, contentType, etag string, data []byte, conditional bool) error {
+// maxCASAttempts bounds the compare-and-swap loop of a conditional write when other
+// writers keep changing the object between our HeadObject and our write.
+const maxCASAttempts = 5
+
+// putIf is a Put guarded by cond. Our ETag (SHA-256, in user metadata) is not the one the
+// service compares in its own If-Match, so each attempt is:
+//
+//  1. HeadObject: whether the object exists, its SHA-256 and the service's ETag.
+//  2. cond evaluated on that state: false → ErrPreconditionFailed, nothing written.
+//  3. PutObject guarded by the state just read: If-Match: <service ETag> when it existed,
+//     If-None-Match: * when not. The service applies it only if the object is still the
+//     one cond was evaluated against, so cond held at the moment of the write.
+//  4. 412/409 from the service: the object changed in between; start again from 1.
+//
+// A server that answers 501 to a conditional write cannot enforce cond:
+// ErrConditionUnsupported, never an unguarded write.
+func (s *Store) putIf(ctx context.Context, id, contentType, etag string, data []byte, cond storage.Condition) (bool, error) {
+	if s.noConditional.Load() {
+		return false, errUnsupported("PutObject")
+	}
+	o, err := s.begin(ctx, s.cfg.Timeout)
+	if err != nil {
+		return false, err
+	}
+	defer o.end()
+	ctx = o.ctx
+	key := s.key(id)
+	for range maxCASAttempts {
+		cur, exists, err := s.head(ctx, key)
+		if err != nil {
+			return false, err
+		}
+		if err := cond.Check(exists, cur.ETag); err != nil {
+			return false, err
+		}
+		var ifMatch, ifNoneMatch *string
+		if exists {
+			ifMatch = cur.s3ETag
+		} else {
+			ifNoneMatch = aws.String("*")
+		}
+		err = s.putObject(ctx, key, contentType, etag, data, ifMatch, ifNoneMatch)
+		switch {
+		case err == nil:
+			return !exists, nil
+		case conflict(err) || (exists && isNotFound(err)):
+			continue // changed (or deleted) since HeadObject: evaluate again
+		case hasStatus(err, http.StatusNotImplemented):
+			s.noConditional.Store(true)
+			return false, errUnsupported("PutObject")
+		}
+		return false, s.mapError(ctx, "PutObject", err)
+	}
+	return false, fmt.Errorf("%w: s3 PutObject: %q kept changing during %d conditional attempts", storage.ErrUnavailable, key, maxCASAttempts)
+}
+
+// current is what head read of an existing object.
+type current struct {
+	storage.Info
+	s3ETag *string // the service's ETag, as it sent it (quoted)
+}
+
+// head reads the object's state; a missing object is not an error.
+func (s *Store) head(ctx context.Context, key string) (current, bool, error) {
+	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
+	switch err := s.mapError(ctx, "HeadObject", err); {
+	case errors.Is(err, storage.ErrNotFound):
+		return current{}, false, nil
+	case err != nil:
+		return current{}, false, err
+	}
+	if out.ETag == nil {
+		// Without the service's ETag there is nothing to guard the write with.
+		return current{}, false, fmt.Errorf("%w: s3 HeadObject %q: no ETag in the response", storage.ErrUnavailable, key)
+	}
+	return current{Info: info(out.ContentType, out.Metadata, out.ETag, out.ContentLength), s3ETag: out.ETag}, true, nil
+}
+
+// conflict reports whether a conditional request failed because the object is not in
+// the state it was guarded with: 412, or 409 ConditionalRequestConflict (AWS's answer
+// when a concurrent write to the key is in progress).
+func conflict(err error) bool {
+	return hasStatus(err, http.StatusPreconditionFailed) || hasCode(err, "ConditionalRequestConflict")
+}
+
+func errUnsupported(op string) error {
+	return fmt.Errorf("%w: the S3 service does not implement conditional %s", storage.ErrConditionUnsupported, op)
+}
+
+// putObject writes the object, guarded by the service's If-Match / If-None-Match when
+// given. A guarded write returns the raw SDK error, so that callers can tell 412 from
+// other failures; an unguarded one the mapped error.
+func (s *Store) putObject(ctx context.Context, key, contentType, etag string, data []byte, ifMatch, ifNoneMatch *string) error {
 	in := &s3.PutObjectInput{
 		Bucket:        &s.bucket,
 		Key:           &key,
@@ -279,11 +376,9 @@ func (s *Store) putObject(ctx context.Context, key, contentType, etag string, da
 	if contentType != "" {
 		in.ContentType = aws.String(contentType)
 	}
-	if conditional {
-		in.IfNoneMatch = aws.String("*")
-	}
+	in.IfMatch, in.IfNoneMatch = ifMatch, ifNoneMatch
 	_, err := s.client.PutObject(ctx, in)
-	if conditional {
+	if ifMatch != nil || ifNoneMatch != nil {
 		return err
 	}
 	return s.mapError(ctx, "PutObject", err)
@@ -351,18 +446,54 @@ func info(contentType *string, meta map[string]string, s3ETag *string, size *int
 // Delete removes the object. S3's DeleteObject succeeds on a missing key, so the 404 the
 // API must answer needs a HeadObject first. Race: two concurrent DELETEs of one id can
 // both find it and both report success (the local backends report one 404).
-func (s *Store) Delete(ctx context.Context, id string) error {
+//
+// With cond.IfMatch, the DeleteObject is guarded by the service's If-Match on the ETag
+// HeadObject read (a compare-and-swap, as in putIf). S3 has no If-None-Match on
+// DeleteObject: a cond with IfNoneMatch is refused with ErrConditionUnsupported, as is
+// any cond on a server that answers 501.
+func (s *Store) Delete(ctx context.Context, id string, cond storage.Condition) error {
+	if cond.IfNoneMatch != nil {
+		return fmt.Errorf("%w: S3 DeleteObject has no If-None-Match", storage.ErrConditionUnsupported)
+	}
+	if cond.IfMatch != nil && s.noConditional.Load() {
+		return errUnsupported("DeleteObject")
+	}
 	o, err := s.begin(ctx, s.cfg.Timeout)
 	if err != nil {
 		return err
 	}
 	defer o.end()
 	key := s.key(id)
-	if _, err := s.client.HeadObject(o.ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key}); err != nil {
-		return s.mapError(o.ctx, "HeadObject", err)
+	for range maxCASAttempts {
+		cur, exists, err := s.head(o.ctx, key)
+		if err != nil {
+			return err
+		}
+		if !exists {
+			return storage.ErrNotFound
+		}
+		if err := cond.Check(true, cur.ETag); err != nil {
+			return err
+		}
+		in := &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key}
+		if cond.IfMatch != nil {
+			in.IfMatch = cur.s3ETag
+		}
+		_, err = s.client.DeleteObject(o.ctx, in)
+		switch {
+		case err == nil:
+			return nil
+		case in.IfMatch == nil:
+			return s.mapError(o.ctx, "DeleteObject", err)
+		case conflict(err) || isNotFound(err):
+			continue // changed or deleted since HeadObject: evaluate again
+		case hasStatus(err, http.StatusNotImplemented):
+			s.noConditional.Store(true)
+			return errUnsupported("DeleteObject")
+		}
+		return s.mapError(o.ctx, "DeleteObject", err)
 	}
-	_, err = s.client.DeleteObject(o.ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key})
-	return s.mapError(o.ctx, "DeleteObject", err)
+	return fmt.Errorf("%w: s3 DeleteObject: %q kept changing during %d conditional attempts", storage.ErrUnavailable, key, maxCASAttempts)
 }
 
 // Ready checks that the bucket is reachable and accessible: one HeadBucket, not retried,

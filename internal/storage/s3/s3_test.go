@@ -81,7 +81,7 @@ func TestSharedBucket(t *testing.T) {
 	mustRead(t, b, "x", "text/plain", "from a")
 	mustPut(t, b, "x", "application/json", `"from b"`, false)
 	mustRead(t, a, "x", "application/json", `"from b"`)
-	if err := b.Delete(t.Context(), "x"); err != nil {
+	if err := b.Delete(t.Context(), "x", storage.Condition{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.Stat(t.Context(), "x"); !errors.Is(err, storage.ErrNotFound) {
@@ -95,7 +95,7 @@ func TestSharedBucket(t *testing.T) {
 		for i := range 8 {
 			s := []*s3.Store{a, b}[i%2]
 			wg.Go(func() {
-				res, err := s.Put(context.Background(), id, "text/plain", []byte(fmt.Sprint(i)))
+				res, err := s.Put(context.Background(), id, "text/plain", []byte(fmt.Sprint(i)), storage.Condition{})
 				if err != nil {
 					t.Error(err)
 				}
@@ -165,7 +165,7 @@ func TestServerFrozen(t *testing.T) {
 	})
 	// Large enough that the body cannot sit whole in socket buffers when the server stops.
 	big := bytes.Repeat([]byte("0123456789abcdef"), 2<<20) // 32 MiB
-	if _, err := s.Put(t.Context(), "big", "application/octet-stream", big); err != nil {
+	if _, err := s.Put(t.Context(), "big", "application/octet-stream", big, storage.Condition{}); err != nil {
 		t.Fatal(err)
 	}
 	obj, err := s.Get(t.Context(), "big")
@@ -202,10 +202,13 @@ func checkUnavailable(t *testing.T, s *s3.Store) {
 		fn   func(ctx context.Context) error
 	}{
 		{"Ready", s.Ready},
-		{"Put", func(ctx context.Context) error { _, err := s.Put(ctx, "x", "text/plain", []byte("x")); return err }},
+		{"Put", func(ctx context.Context) error {
+			_, err := s.Put(ctx, "x", "text/plain", []byte("x"), storage.Condition{})
+			return err
+		}},
 		{"Get", func(ctx context.Context) error { _, err := s.Get(ctx, "kept"); return err }},
 		{"Stat", func(ctx context.Context) error { _, err := s.Stat(ctx, "kept"); return err }},
-		{"Delete", func(ctx context.Context) error { return s.Delete(ctx, "kept") }},
+		{"Delete", func(ctx context.Context) error { return s.Delete(ctx, "kept", storage.Condition{}) }},
 	}
 	for _, op := range ops {
 		if err := op.fn(t.Context()); !errors.Is(err, storage.ErrUnavailable) {
@@ -230,7 +233,7 @@ func waitReady(t *testing.T, s *s3.Store) {
 
 func mustPut(t *testing.T, s storage.Store, id, contentType, data string, wantCreated bool) {
 	t.Helper()
-	res, err := s.Put(t.Context(), id, contentType, []byte(data))
+	res, err := s.Put(t.Context(), id, contentType, []byte(data), storage.Condition{})
 	if err != nil {
 		t.Fatalf("Put(%q): %v", id, err)
 	}

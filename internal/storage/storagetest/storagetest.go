@@ -48,7 +48,8 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store, opts Options) 
 		{"EmptyBody", testEmpty},
 		{"LargeBody", testLarge},
 		{"IDsKeptByteForByte", testIDs},
-		{"CallerMayReuseBuffer", testBufferReuse},
+		{"Preconditions", testPreconditions},
+		{"PreconditionsAtomic", testPreconditionsAtomic},
 		{"Stats", testStats},
 		{"ConcurrentSameID", testConcurrent},
 		{"Closed", testClosed},
@@ -99,7 +100,7 @@ func mustGet(t *testing.T, s storage.Store, id, contentType string, want []byte)
 
 func mustPut(t *testing.T, s storage.Store, id, contentType string, data []byte, wantCreated bool) {
 	t.Helper()
-	res, err := s.Put(ctx(t), id, contentType, data)
+	res, err := s.Put(ctx(t), id, contentType, data, storage.Condition{})
 	if err != nil {
 		t.Fatalf("Put(%q): %v", id, err)
 	}
@@ -128,13 +129,13 @@ func testOverwrite(t *testing.T, s storage.Store, _ Options) {
 func testDelete(t *testing.T, s storage.Store, _ Options) {
 	mustPut(t, s, "a", "text/plain", []byte("x"), true)
 	mustPut(t, s, "b", "text/plain", []byte("y"), true)
-	if err := s.Delete(ctx(t), "a"); err != nil {
+	if err := s.Delete(ctx(t), "a", storage.Condition{}); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
 	if _, err := s.Get(ctx(t), "a"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("Get after Delete: err = %v, want ErrNotFound", err)
 	}
-	if err := s.Delete(ctx(t), "a"); !errors.Is(err, storage.ErrNotFound) {
+	if err := s.Delete(ctx(t), "a", storage.Condition{}); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("second Delete: err = %v, want ErrNotFound", err)
 	}
 	mustGet(t, s, "b", "text/plain", []byte("y"))
@@ -149,7 +150,7 @@ func testMissing(t *testing.T, s storage.Store, _ Options) {
 	if _, err := s.Stat(ctx(t), "missing"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("Stat: err = %v, want ErrNotFound", err)
 	}
-	if err := s.Delete(ctx(t), "missing"); !errors.Is(err, storage.ErrNotFound) {
+	if err := s.Delete(ctx(t), "missing", storage.Condition{}); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("Delete: err = %v, want ErrNotFound", err)
 	}
 }
@@ -182,13 +183,6 @@ func testIDs(t *testing.T, s storage.Store, _ Options) {
 	}
 }
 
-func testBufferReuse(t *testing.T, s storage.Store, _ Options) {
-	buf := []byte("original")
-	mustPut(t, s, "a", "text/plain", buf, true)
-	copy(buf, "XXXXXXXX")
-	mustGet(t, s, "a", "text/plain", []byte("original"))
-}
-
 func testStats(t *testing.T, s storage.Store, _ Options) {
 	sr, ok := s.(storage.StatsReporter)
 	if !ok {
@@ -210,10 +204,10 @@ func testStats(t *testing.T, s storage.Store, _ Options) {
 	want(2, 8)
 	mustPut(t, s, "a", "", []byte("1"), false)
 	want(2, 4)
-	if err := s.Delete(ctx(t), "b"); err != nil {
+	if err := s.Delete(ctx(t), "b", storage.Condition{}); err != nil {
 		t.Fatal(err)
 	}
-	_ = s.Delete(ctx(t), "b") // not found: must not change the totals
+	_ = s.Delete(ctx(t), "b", storage.Condition{}) // not found: must not change the totals
 	want(1, 1)
 }
 
@@ -228,7 +222,7 @@ func testConcurrent(t *testing.T, s storage.Store, opts Options) {
 		wg.Go(func() {
 			for i := range opts.Rounds {
 				body := []byte(strings.Repeat(fmt.Sprintf("w%d-%d;", w, i), 1+i%7))
-				if _, err := s.Put(context.Background(), id, "text/w"+fmt.Sprint(w), body); err != nil {
+				if _, err := s.Put(context.Background(), id, "text/w"+fmt.Sprint(w), body, storage.Condition{}); err != nil {
 					errs <- fmt.Errorf("Put: %w", err)
 				}
 			}
@@ -266,7 +260,7 @@ func testConcurrent(t *testing.T, s storage.Store, opts Options) {
 	if t.Failed() {
 		return
 	}
-	if err := s.Delete(context.Background(), id); err != nil {
+	if err := s.Delete(context.Background(), id, storage.Condition{}); err != nil {
 		t.Fatalf("final Delete: %v", err)
 	}
 
@@ -275,7 +269,7 @@ func testConcurrent(t *testing.T, s storage.Store, opts Options) {
 	results := make(chan bool, opts.Concurrency)
 	for range opts.Concurrency {
 		created.Go(func() {
-			res, err := s.Put(context.Background(), "fresh", "text/plain", []byte("x"))
+			res, err := s.Put(context.Background(), "fresh", "text/plain", []byte("x"), storage.Condition{})
 			if err != nil {
 				t.Errorf("Put: %v", err)
 			}
@@ -303,10 +297,173 @@ func testClosed(t *testing.T, s storage.Store, _ Options) {
 	if err := s.Ready(ctx(t)); !errors.Is(err, storage.ErrUnavailable) {
 		t.Errorf("Ready after Close: err = %v, want ErrUnavailable", err)
 	}
-	if _, err := s.Put(ctx(t), "b", "text/plain", []byte("x")); !errors.Is(err, storage.ErrUnavailable) {
+	if _, err := s.Put(ctx(t), "b", "text/plain", []byte("x"), storage.Condition{}); !errors.Is(err, storage.ErrUnavailable) {
 		t.Errorf("Put after Close: err = %v, want ErrUnavailable", err)
 	}
 	if _, err := s.Get(ctx(t), "a"); !errors.Is(err, storage.ErrUnavailable) {
 		t.Errorf("Get after Close: err = %v, want ErrUnavailable", err)
+	}
+}
+
+// testPreconditions checks each form of Condition against an existing and a missing
+// object: a failed condition returns ErrPreconditionFailed and changes nothing.
+func testPreconditions(t *testing.T, s storage.Store, _ Options) {
+	v1 := []byte("version 1")
+	e1 := storage.ETag(v1)
+	other := storage.ETag([]byte("something else"))
+	star := []string{"*"}
+	tests := []struct {
+		name    string
+		exists  bool // "a" holds v1 before the write
+		del     bool // Delete instead of Put
+		cond    storage.Condition
+		wantErr error // nil: the write happens
+	}{
+		{"PutIfMatchCurrent", true, false, storage.Condition{IfMatch: []string{e1}}, nil},
+		{"PutIfMatchInList", true, false, storage.Condition{IfMatch: []string{other, e1}}, nil},
+		{"PutIfMatchOther", true, false, storage.Condition{IfMatch: []string{other}}, storage.ErrPreconditionFailed},
+		{"PutIfMatchEmptyList", true, false, storage.Condition{IfMatch: []string{}}, storage.ErrPreconditionFailed},
+		{"PutIfMatchStarExisting", true, false, storage.Condition{IfMatch: star}, nil},
+		{"PutIfMatchStarMissing", false, false, storage.Condition{IfMatch: star}, storage.ErrPreconditionFailed},
+		{"PutIfMatchTagMissing", false, false, storage.Condition{IfMatch: []string{e1}}, storage.ErrPreconditionFailed},
+		{"PutIfNoneMatchStarExisting", true, false, storage.Condition{IfNoneMatch: star}, storage.ErrPreconditionFailed},
+		{"PutIfNoneMatchStarMissing", false, false, storage.Condition{IfNoneMatch: star}, nil},
+		{"PutIfNoneMatchCurrent", true, false, storage.Condition{IfNoneMatch: []string{other, e1}}, storage.ErrPreconditionFailed},
+		{"PutIfNoneMatchOther", true, false, storage.Condition{IfNoneMatch: []string{other}}, nil},
+		{"PutIfNoneMatchTagMissing", false, false, storage.Condition{IfNoneMatch: []string{e1}}, nil},
+		{"PutBothHold", true, false, storage.Condition{IfMatch: []string{e1}, IfNoneMatch: []string{other}}, nil},
+		{"PutIfMatchHoldsIfNoneMatchFails", true, false, storage.Condition{IfMatch: star, IfNoneMatch: []string{e1}}, storage.ErrPreconditionFailed},
+		{"DeleteIfMatchCurrent", true, true, storage.Condition{IfMatch: []string{e1}}, nil},
+		{"DeleteIfMatchStar", true, true, storage.Condition{IfMatch: star}, nil},
+		{"DeleteIfMatchOther", true, true, storage.Condition{IfMatch: []string{other}}, storage.ErrPreconditionFailed},
+		{"DeleteIfMatchMissing", false, true, storage.Condition{IfMatch: []string{e1}}, storage.ErrNotFound},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			id := fmt.Sprint("cond-", i)
+			if tc.exists {
+				mustPut(t, s, id, "text/plain", v1, true)
+			}
+			v2 := []byte("version 2")
+			var err error
+			var res storage.PutResult
+			if tc.del {
+				err = s.Delete(ctx(t), id, tc.cond)
+			} else {
+				res, err = s.Put(ctx(t), id, "application/json", v2, tc.cond)
+			}
+			if !errors.Is(err, tc.wantErr) || (err != nil && tc.wantErr == nil) {
+				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			}
+			switch {
+			case err != nil && tc.exists:
+				mustGet(t, s, id, "text/plain", v1) // unchanged
+			case err != nil:
+				if _, err := s.Stat(ctx(t), id); !errors.Is(err, storage.ErrNotFound) {
+					t.Fatalf("failed write left an object: Stat err = %v", err)
+				}
+			case tc.del:
+				if _, err := s.Stat(ctx(t), id); !errors.Is(err, storage.ErrNotFound) {
+					t.Fatalf("after Delete: Stat err = %v, want ErrNotFound", err)
+				}
+			default:
+				if res.Created == tc.exists {
+					t.Errorf("created = %v with the object existing = %v", res.Created, tc.exists)
+				}
+				mustGet(t, s, id, "application/json", v2)
+			}
+		})
+	}
+	if sr, ok := s.(storage.StatsReporter); ok {
+		// Failed conditions must not have moved the totals.
+		var objects, size int64
+		for i := range tests {
+			info, err := s.Stat(ctx(t), fmt.Sprint("cond-", i))
+			if err == nil {
+				objects, size = objects+1, size+info.Size
+			}
+		}
+		st, err := sr.Stats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st != (storage.Stats{Objects: objects, Bytes: size}) {
+			t.Errorf("Stats = %+v, want {Objects:%d Bytes:%d}", st, objects, size)
+		}
+	}
+}
+
+// testPreconditionsAtomic proves conditions are evaluated with the write, not before
+// it: writers increment a counter by compare-and-swap (read, then Put with If-Match on
+// what they read, retried on ErrPreconditionFailed); a check-then-write store loses
+// increments. And of concurrent creates with If-None-Match: *, exactly one succeeds.
+func testPreconditionsAtomic(t *testing.T, s storage.Store, opts Options) {
+	const id = "counter"
+	mustPut(t, s, id, "text/plain", []byte("0"), true)
+	rounds := max(opts.Rounds/5, 4)
+	var wg sync.WaitGroup
+	for range opts.Concurrency {
+		wg.Go(func() {
+			for range rounds {
+				for attempt := 0; ; attempt++ {
+					if attempt == 1000 {
+						t.Error("1000 compare-and-swap attempts failed in a row")
+						return
+					}
+					obj, err := s.Get(context.Background(), id)
+					if err != nil {
+						t.Errorf("Get: %v", err)
+						return
+					}
+					data, err := io.ReadAll(obj.Body)
+					obj.Body.Close()
+					if err != nil {
+						t.Errorf("read: %v", err)
+						return
+					}
+					var n int
+					fmt.Sscan(string(data), &n)
+					next := []byte(fmt.Sprint(n + 1))
+					_, err = s.Put(context.Background(), id, "text/plain", next, storage.Condition{IfMatch: []string{obj.ETag}})
+					if errors.Is(err, storage.ErrPreconditionFailed) {
+						continue
+					}
+					if err != nil {
+						t.Errorf("Put: %v", err)
+						return
+					}
+					break
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	mustGet(t, s, id, "text/plain", []byte(fmt.Sprint(opts.Concurrency*rounds)))
+
+	var created sync.WaitGroup
+	results := make(chan error, opts.Concurrency)
+	for i := range opts.Concurrency {
+		created.Go(func() {
+			_, err := s.Put(context.Background(), "create-once", "text/plain", []byte(fmt.Sprint(i)),
+				storage.Condition{IfNoneMatch: []string{"*"}})
+			results <- err
+		})
+	}
+	created.Wait()
+	close(results)
+	ok := 0
+	for err := range results {
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, storage.ErrPreconditionFailed):
+			t.Errorf("Put If-None-Match *: %v", err)
+		}
+	}
+	if ok != 1 {
+		t.Errorf("%d of %d concurrent Puts with If-None-Match: * succeeded, want exactly 1", ok, opts.Concurrency)
 	}
 }
