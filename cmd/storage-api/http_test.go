@@ -6,6 +6,8 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -161,4 +163,79 @@ func TestLengthRequired(t *testing.T) {
 			t.Fatalf("PUT with Content-Length: 0 answered %q, want 201", raw)
 		}
 	})
+}
+
+// rawExchangeClosed is rawExchange that also reports whether the server closed the
+// connection (rather than going quiet).
+func rawExchangeClosed(t *testing.T, addr, req string, quiet time.Duration) (string, bool) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	buf := make([]byte, 4096)
+	for {
+		conn.SetReadDeadline(time.Now().Add(quiet))
+		n, err := conn.Read(buf)
+		out.Write(buf[:n])
+		if err != nil {
+			var ne net.Error
+			return out.String(), !(errors.As(err, &ne) && ne.Timeout())
+		}
+	}
+}
+
+// TestRequestSmuggling: a request with both Content-Length and Transfer-Encoding is
+// refused (400) and the connection closed, so a request pipelined behind it (which a
+// proxy framing by Content-Length would not have seen as a request) is never answered.
+// A well-framed pipeline on one connection is still served whole.
+func TestRequestSmuggling(t *testing.T) {
+	p := startProc(t, nil, "-listen-address", "127.0.0.1:0", "-storage", "memory", "-access-log=false")
+	smuggled := "GET /api/buckets/smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+	attacks := []struct{ name, req string }{
+		{"CL then TE", "PUT /api/buckets/s1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled},
+		{"TE then CL, smuggled inside the CL body", "PUT /api/buckets/s2 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\ncontent-length: " +
+			fmt.Sprint(len("0\r\n\r\n")+len(smuggled)) + "\r\n\r\n0\r\n\r\n" + smuggled},
+		{"HTTP/1.0 keep-alive", "PUT /api/buckets/s3 HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled},
+		{"after a clean request", "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" +
+			"PUT /api/buckets/s4 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled},
+	}
+	for _, a := range attacks {
+		t.Run(a.name, func(t *testing.T) {
+			raw, closed := rawExchangeClosed(t, p.addr, a.req, 3*time.Second)
+			rs := responses(t, raw)
+			if strings.Contains(raw, "smuggled") || len(rs) == 0 {
+				t.Fatalf("unexpected answers: %q", raw)
+			}
+			last := rs[len(rs)-1]
+			if last.StatusCode != http.StatusBadRequest {
+				t.Errorf("status %d, want 400", last.StatusCode)
+			}
+			wantJSONError(t, last.Header, []byte(last.Header.Get("X-Test-Body")))
+			if n := strings.Count(raw, "HTTP/1."); n != len(rs) || (len(rs) != 1 && !strings.HasPrefix(a.name, "after")) {
+				t.Errorf("%d responses, the pipelined request was answered: %q", len(rs), raw)
+			}
+			if !closed {
+				t.Errorf("connection left open after the ambiguous request")
+			}
+		})
+	}
+	if status, _, _, _ := do(newClient(1), "GET", p.url+"/api/buckets/s1", nil, nil); status != 404 {
+		t.Errorf("the ambiguous PUT stored an object (GET %d)", status)
+	}
+
+	// Control: chunked and Content-Length requests pipelined on one connection.
+	clean := "PUT /api/buckets/c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n0\r\nTrailer-Field: x\r\n\r\n" +
+		"PUT /api/buckets/d HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyz" +
+		"GET /api/buckets/c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+	raw, _ := rawExchangeClosed(t, p.addr, clean, 3*time.Second)
+	rs := responses(t, raw)
+	if len(rs) != 3 || rs[0].StatusCode != 201 || rs[1].StatusCode != 201 || rs[2].StatusCode != 200 || rs[2].Header.Get("X-Test-Body") != "abc" {
+		t.Fatalf("clean pipeline answered %q", raw)
+	}
 }

@@ -138,7 +138,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		ConnState:         conns.ConnState,
-		ConnContext:       conns.ConnContext,
+		// The connection limiter marks overflow connections; api.ConnContext lets
+		// handlers see the request framing api.GuardListener checked.
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return api.ConnContext(conns.ConnContext(ctx, c), c)
+		},
 	}
 	ln, err := net.Listen("tcp", cfg.ListenAddress)
 	if err != nil {
@@ -148,7 +152,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		"version", version, "revision", revision, "metrics", cfg.Metrics,
 		"max_inflight_bytes", cfg.MaxInflightBytes, "max_connections", maxConns,
 		"min_transfer_rate", cfg.MinTransferRate, "go_memory_limit", debug.SetMemoryLimit(-1))
-	ln = conns.Listener(ln)
+	// Closes connections carrying Content-Length + Transfer-Encoding (request
+	// smuggling), which net/http would keep open. Inside the limiter: the server sees
+	// the limiter's connections.
+	ln = conns.Listener(api.GuardListener(ln, cfg.MaxHeaderBytes))
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

@@ -178,6 +178,10 @@ type Conn struct {
 	released atomic.Bool
 }
 
+// NetConn returns the wrapped connection (as tls.Conn does), so that other
+// connection wrappers' ConnContext can find theirs.
+func (c *Conn) NetConn() net.Conn { return c.Conn }
+
 // Close releases the connection's place and closes it.
 func (c *Conn) Close() error {
 	c.l.release(c)

@@ -40,6 +40,12 @@ func observe(route *metrics.Route, log *slog.Logger, access *accessLog, pattern 
 			}
 			w.Header()[RequestIDHeader] = []string{id}
 			rw := &responseWriter{ResponseWriter: w}
+			// Request framing on this connection (framing.go): a possible smuggling
+			// attempt is refused, and nothing more is read from the connection.
+			verdict := framingVerdict(r)
+			if verdict != framingOK {
+				w.Header()["Connection"] = connectionClose
+			}
 
 			defer func() {
 				p := recover()
@@ -77,10 +83,16 @@ func observe(route *metrics.Route, log *slog.Logger, access *accessLog, pattern 
 					})
 				}
 			}()
+			if verdict == framingAmbiguous {
+				writeError(rw, http.StatusBadRequest, "request has both Content-Length and Transfer-Encoding")
+				return
+			}
 			next.ServeHTTP(rw, r)
 		})
 	}
 }
+
+var connectionClose = []string{"close"}
 
 // validRequestID accepts a client's id if it is short and printable ASCII, so it is
 // safe to log and echo.
