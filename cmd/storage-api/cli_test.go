@@ -40,7 +40,7 @@ func TestHelp(t *testing.T) {
 		"shutdown-timeout": "SHUTDOWN_TIMEOUT", "shutdown-delay": "SHUTDOWN_DELAY", "metrics": "METRICS_ENABLED",
 		"fault-error-ratio": "FAULT_ERROR_RATIO", "fault-latency": "FAULT_LATENCY", "fault-latency-ratio": "FAULT_LATENCY_RATIO",
 		"s3-bucket": "S3_BUCKET", "s3-prefix": "S3_PREFIX", "s3-endpoint": "S3_ENDPOINT", "s3-region": "S3_REGION",
-		"s3-path-style":       "S3_PATH_STYLE",
+		"s3-path-style": "S3_PATH_STYLE", "s3-conditional-writes": "S3_CONDITIONAL_WRITES",
 		"read-header-timeout": "READ_HEADER_TIMEOUT", "read-timeout": "READ_TIMEOUT", "write-timeout": "WRITE_TIMEOUT",
 		"idle-timeout": "IDLE_TIMEOUT", "max-header-bytes": "MAX_HEADER_BYTES",
 		"max-inflight-bytes": "MAX_INFLIGHT_BYTES", "max-connections": "MAX_CONNECTIONS",

@@ -197,7 +197,7 @@ func openStore(ctx context.Context, cfg config.Config) (storage.Store, error) {
 	case "s3":
 		return s3.Open(ctx, s3.Config{
 			Bucket: cfg.S3.Bucket, Prefix: cfg.S3.Prefix, Endpoint: cfg.S3.Endpoint,
-			Region: cfg.S3.Region, PathStyle: cfg.S3.PathStyle,
+			Region: cfg.S3.Region, PathStyle: cfg.S3.PathStyle, ConditionalWrites: cfg.S3.ConditionalWrites,
 		})
 	}
 	return nil, fmt.Errorf("unknown storage backend %q", cfg.Storage)

@@ -60,6 +60,8 @@ type S3 struct {
 	Endpoint  string
 	Region    string
 	PathStyle bool
+	// ConditionalWrites: the service applies conditional writes atomically (s3.Config).
+	ConditionalWrites bool
 }
 
 // Backends are the accepted -storage values.
@@ -99,6 +101,7 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	fs.StringVar(&c.S3.Endpoint, "s3-endpoint", "S3_ENDPOINT", "", "s3: endpoint URL (default: AWS_ENDPOINT_URL, else AWS)")
 	fs.StringVar(&c.S3.Region, "s3-region", "S3_REGION", "", "s3: region (default: AWS_REGION / AWS config)")
 	fs.BoolVar(&c.S3.PathStyle, "s3-path-style", "S3_PATH_STYLE", false, "s3: path-style addressing (MinIO, versitygw and most self-hosted servers need it)")
+	fs.BoolVar(&c.S3.ConditionalWrites, "s3-conditional-writes", "S3_CONDITIONAL_WRITES", false, "s3: the service applies If-Match/If-None-Match atomically with the write (AWS S3 does; versitygw v1.8.0 does not): only then are the API's If-Match/If-None-Match on PUT and DELETE enforced, else refused with 501")
 	fs.FlagSet.BoolVar(&c.Healthcheck, "healthcheck", false, "check http://127.0.0.1:<port>/healthz and exit 0 if it answers 200 within 2s (for container HEALTHCHECK)")
 	fs.FlagSet.BoolVar(&c.Version, "version", false, "print version and exit")
 

@@ -79,6 +79,14 @@ type Config struct {
 	// MaxIdleConns is the number of keep-alive connections kept to the service
 	// (default 64), enough that concurrent requests do not open a connection each.
 	MaxIdleConns int
+	// ConditionalWrites declares that the service applies If-Match / If-None-Match on
+	// PutObject and If-Match on DeleteObject atomically with the write, as AWS S3 does.
+	// Only then are the API's preconditions (storage.Condition) enforced, by a
+	// compare-and-swap on the service's ETag (see putIf). Without it a write with a
+	// condition is refused with storage.ErrConditionUnsupported: a service that checks
+	// the condition before writing (versitygw v1.8.0's posix backend does) could let
+	// two guarded writers both succeed, a lost update the client was guarding against.
+	ConditionalWrites bool
 }
 
 func (c *Config) setDefaults() {
@@ -225,7 +233,8 @@ func (o *op) end() {
 // report created.
 //
 // With a condition, see putIf: the write is a compare-and-swap on the service's own
-// ETag, and a server without conditional writes gets ErrConditionUnsupported.
+// ETag when Config.ConditionalWrites says the service applies conditions atomically;
+// otherwise, or when the service answers 501, ErrConditionUnsupported.
 func (s *Store) Put(ctx context.Context, id, contentType string, data []byte, cond storage.Condition) (storage.PutResult, error) {
 	info := storage.NewInfo(contentType, data)
 	var created bool
@@ -290,7 +299,7 @@ const maxCASAttempts = 5
 // A server that answers 501 to a conditional write cannot enforce cond:
 // ErrConditionUnsupported, never an unguarded write.
 func (s *Store) putIf(ctx context.Context, id, contentType, etag string, data []byte, cond storage.Condition) (bool, error) {
-	if s.noConditional.Load() {
+	if !s.cfg.ConditionalWrites || s.noConditional.Load() {
 		return false, errUnsupported("PutObject")
 	}
 	o, err := s.begin(ctx, s.cfg.Timeout)
@@ -359,7 +368,7 @@ func conflict(err error) bool {
 }
 
 func errUnsupported(op string) error {
-	return fmt.Errorf("%w: the S3 service does not implement conditional %s", storage.ErrConditionUnsupported, op)
+	return fmt.Errorf("%w: conditional S3 %s is not enabled (-s3-conditional-writes) or not implemented by the service", storage.ErrConditionUnsupported, op)
 }
 
 // putObject writes the object, guarded by the service's If-Match / If-None-Match when
@@ -447,15 +456,16 @@ func info(contentType *string, meta map[string]string, s3ETag *string, size *int
 // API must answer needs a HeadObject first. Race: two concurrent DELETEs of one id can
 // both find it and both report success (the local backends report one 404).
 //
-// With cond.IfMatch, the DeleteObject is guarded by the service's If-Match on the ETag
-// HeadObject read (a compare-and-swap, as in putIf). S3 has no If-None-Match on
-// DeleteObject: a cond with IfNoneMatch is refused with ErrConditionUnsupported, as is
-// any cond on a server that answers 501.
+// With cond.IfMatch (and Config.ConditionalWrites), the DeleteObject is guarded by the
+// service's If-Match on the ETag HeadObject read (a compare-and-swap, as in putIf). S3
+// has no If-None-Match on DeleteObject: a cond with IfNoneMatch is refused with
+// ErrConditionUnsupported, as is any cond without ConditionalWrites or on a server that
+// answers 501.
 func (s *Store) Delete(ctx context.Context, id string, cond storage.Condition) error {
 	if cond.IfNoneMatch != nil {
 		return fmt.Errorf("%w: S3 DeleteObject has no If-None-Match", storage.ErrConditionUnsupported)
 	}
-	if cond.IfMatch != nil && s.noConditional.Load() {
+	if cond.IfMatch != nil && (!s.cfg.ConditionalWrites || s.noConditional.Load()) {
 		return errUnsupported("DeleteObject")
 	}
 	o, err := s.begin(ctx, s.cfg.Timeout)

@@ -24,6 +24,13 @@ type Options struct {
 	Concurrency int
 	// Rounds is the number of operations each of them performs (default 50).
 	Rounds int
+	// ConditionsRefused: the backend refuses every write with a non-zero Condition with
+	// storage.ErrConditionUnsupported (it cannot enforce them atomically). The
+	// precondition tests then check that such a write changes nothing.
+	ConditionsRefused bool
+	// NonAtomicConditions, when set, says why the server under test evaluates
+	// conditions before the write rather than with it; the atomicity test is skipped.
+	NonAtomicConditions string
 }
 
 // Run runs the suite. newStore must return a fresh empty store; Run closes it.
@@ -307,7 +314,7 @@ func testClosed(t *testing.T, s storage.Store, _ Options) {
 
 // testPreconditions checks each form of Condition against an existing and a missing
 // object: a failed condition returns ErrPreconditionFailed and changes nothing.
-func testPreconditions(t *testing.T, s storage.Store, _ Options) {
+func testPreconditions(t *testing.T, s storage.Store, opts Options) {
 	v1 := []byte("version 1")
 	e1 := storage.ETag(v1)
 	other := storage.ETag([]byte("something else"))
@@ -352,8 +359,12 @@ func testPreconditions(t *testing.T, s storage.Store, _ Options) {
 			} else {
 				res, err = s.Put(ctx(t), id, "application/json", v2, tc.cond)
 			}
-			if !errors.Is(err, tc.wantErr) || (err != nil && tc.wantErr == nil) {
-				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			wantErr := tc.wantErr
+			if opts.ConditionsRefused {
+				wantErr = storage.ErrConditionUnsupported
+			}
+			if !errors.Is(err, wantErr) || (err != nil && wantErr == nil) {
+				t.Fatalf("err = %v, want %v", err, wantErr)
 			}
 			switch {
 			case err != nil && tc.exists:
@@ -398,6 +409,12 @@ func testPreconditions(t *testing.T, s storage.Store, _ Options) {
 // what they read, retried on ErrPreconditionFailed); a check-then-write store loses
 // increments. And of concurrent creates with If-None-Match: *, exactly one succeeds.
 func testPreconditionsAtomic(t *testing.T, s storage.Store, opts Options) {
+	if opts.ConditionsRefused {
+		t.Skip("the backend refuses conditions (checked by Preconditions)")
+	}
+	if opts.NonAtomicConditions != "" {
+		t.Skip(opts.NonAtomicConditions)
+	}
 	const id = "counter"
 	mustPut(t, s, id, "text/plain", []byte("0"), true)
 	rounds := max(opts.Rounds/5, 4)
