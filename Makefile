@@ -53,7 +53,7 @@ bench:
 bench-load:
 	bash scripts/bench-load.sh
 
-## fuzz: run each fuzz target for a while (their seed corpora run in `make test`; test/docs checks every
+## fuzz: run each fuzz target for a while (their seed corpora run in `make test`; test/compose checks every
 ## Fuzz function is listed here)
 fuzz:
 	go test -run '^$$' -fuzz FuzzHandler -fuzztime 60s ./internal/api
