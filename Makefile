@@ -60,6 +60,8 @@ fuzz:
 	go test -run '^$$' -fuzz FuzzValidateID -fuzztime 20s ./internal/api
 	go test -run '^$$' -fuzz FuzzETagMatches -fuzztime 20s ./internal/api
 	go test -run '^$$' -fuzz FuzzAccessLogString -fuzztime 20s ./internal/api
+	go test -run '^$$' -fuzz FuzzParseCondition -fuzztime 20s ./internal/api
+	go test -run '^$$' -fuzz FuzzFramingScanner -fuzztime 20s ./internal/api
 	go test -run '^$$' -fuzz FuzzObjectName -fuzztime 20s ./internal/storage/s3
 	go test -run '^$$' -fuzz FuzzParseMix -fuzztime 20s ./internal/loadgen
 	go test -run '^$$' -fuzz FuzzParseSize -fuzztime 20s ./internal/loadgen
