@@ -35,7 +35,7 @@ test-short:
 
 ## helm-test: the offline chart checks alone (helm lint/template, strict typed decoding)
 helm-test:
-	bash tools/install.sh helm
+	bash tools/install.sh helm kube-score
 	cd test/k8s && go test -count=1 ./...
 
 ## k8s-apiserver-test: optional, slow the first time (~20 min to build kube-apiserver and

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs the pinned external tools the tests need (Prometheus, promtool, amtool, Alertmanager, helm, versitygw)
-# into .tools/bin, which git ignores. Each tool is rebuilt only when its pinned version changes:
+# Installs the pinned external tools the tests need (Prometheus, promtool, amtool, Alertmanager, helm,
+# kube-score, versitygw) into .tools/bin, which git ignores. Each tool is rebuilt only when its pinned version changes:
 # a stamp file per tool records the version it was built from.
 #
 #   tools/install.sh            # all tools
@@ -22,6 +22,10 @@ ALERTMANAGER_VERSION=v0.35.0
 # needs root and apt, and exists on no other OS. v0.31.1 loads deploy/alertmanager/alertmanager.yml unchanged
 # (routes with matchers, inhibit_rules with source/target_matchers), as amtool v0.35.0 checks it.
 ALERTMANAGER_SERVER_VERSION=v0.31.1
+# kube-score scores every chart render in test/k8s (about 3 minutes to build cold on 2 cores). kube-linter
+# (golang.stackrox.io/kube-linter) and pint (github.com/cloudflare/pint) are not served by the Go module proxy
+# this project can reach, so they are not installed; test/k8s and deploy/ check what they would have.
+KUBE_SCORE_VERSION=v1.20.0
 HELM_VERSION=v4.3.1
 VERSITYGW_VERSION=v1.8.0
 
@@ -41,7 +45,7 @@ install() {
 }
 
 want=("$@")
-[[ ${#want[@]} -gt 0 ]] || want=(prometheus promtool helm versitygw amtool alertmanager)
+[[ ${#want[@]} -gt 0 ]] || want=(prometheus promtool helm versitygw amtool alertmanager kube-score)
 
 for t in "${want[@]}"; do
   case "$t" in
@@ -51,6 +55,7 @@ for t in "${want[@]}"; do
     promtool) install promtool "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/promtool -tags remove_all_sd,enable_dns_sd -ldflags "-s -w" ;;
     amtool) install amtool "$ALERTMANAGER_VERSION" github.com/prometheus/alertmanager/cmd/amtool -ldflags "-s -w" ;;
     alertmanager) install alertmanager "$ALERTMANAGER_SERVER_VERSION" github.com/prometheus/alertmanager/cmd/alertmanager -ldflags "-s -w" ;;
+    kube-score) install kube-score "$KUBE_SCORE_VERSION" github.com/zegl/kube-score/cmd/kube-score -ldflags "-s -w" ;;
     helm) install helm "$HELM_VERSION" helm.sh/helm/v4/cmd/helm -ldflags "-s -w" ;;
     versitygw) install versitygw "$VERSITYGW_VERSION" github.com/versity/versitygw/cmd/versitygw -ldflags "-s -w" ;;
     *) echo "tools: unknown tool $t" >&2; exit 2 ;;

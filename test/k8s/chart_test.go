@@ -639,10 +639,14 @@ func checkDeployment(t *testing.T, d *appsv1.Deployment) {
 		checkAPIContainer(t, d, api)
 	}
 	if lg := containerNamed(pod.Containers, "loadgen"); lg != nil {
-		// loadgen serves /healthz on its metrics port: an HTTP probe sees a hung process, a TCP one does not.
-		for name, probe := range map[string]*corev1.Probe{"liveness": lg.LivenessProbe, "readiness": lg.ReadinessProbe, "startup": lg.StartupProbe} {
-			if probe == nil || probe.HTTPGet == nil || probe.HTTPGet.Path != "/healthz" || probe.HTTPGet.Port != intstr.FromString("metrics") {
-				t.Errorf("loadgen %s probe should GET /healthz on port metrics, got %+v", name, probe)
+		// loadgen serves /healthz and /metrics on its metrics port: HTTP probes see a hung process, a TCP one
+		// does not. Readiness is what Prometheus needs from it, /metrics.
+		for _, p := range []struct {
+			name, path string
+			probe      *corev1.Probe
+		}{{"liveness", "/healthz", lg.LivenessProbe}, {"startup", "/healthz", lg.StartupProbe}, {"readiness", "/metrics", lg.ReadinessProbe}} {
+			if p.probe == nil || p.probe.HTTPGet == nil || p.probe.HTTPGet.Path != p.path || p.probe.HTTPGet.Port != intstr.FromString("metrics") {
+				t.Errorf("loadgen %s probe should GET %s on port metrics, got %+v", p.name, p.path, p.probe)
 			}
 		}
 	}
