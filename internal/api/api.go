@@ -47,6 +47,8 @@ type server struct {
 	Options
 	access *accessLog
 	bodies *bodies
+	// unclean are the routes for non-canonical paths, in routing-table order.
+	unclean []prefixRoute
 }
 
 // New returns the API's handler.
@@ -66,5 +68,5 @@ func New(o Options) http.Handler {
 	}
 	mux := http.NewServeMux()
 	s.register(mux)
-	return mux
+	return s.dispatch(mux)
 }

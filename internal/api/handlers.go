@@ -303,6 +303,14 @@ func notFound() http.Handler {
 	})
 }
 
+// invalidPath answers an object path that is not canonical: dot segments or empty
+// segments, which a URL cleaner (ServeMux among them) would rewrite into another path.
+func invalidPath() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusBadRequest, "invalid path: "+errDotSegments)
+	})
+}
+
 // emptyID answers /api/buckets/ with no id.
 func emptyID() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"path"
 	"slices"
 	"strings"
 
@@ -19,6 +20,10 @@ type route struct {
 	label   string   // the metrics path label, when it is not path itself
 	handler http.Handler
 	api     bool // under /api: fault injection applies
+	// unclean: not a ServeMux pattern. path is a prefix, and the route answers the
+	// requests under it whose path is not canonical (see canonicalPath), which ServeMux
+	// would otherwise answer itself with an unobserved redirect to the cleaned path.
+	unclean bool
 	// ops marks the operational routes (health, readiness, metrics): they are served
 	// even on overflow connections, over the connection limit.
 	ops bool
@@ -44,6 +49,11 @@ func (s *server) routes() []route {
 		{methods: []string{"GET", "HEAD"}, path: "/readyz", handler: readyz(s.Store, s.ShuttingDown), ops: true, statuses: []int{200, 503}},
 		{methods: []string{"GET", "HEAD"}, path: "/metrics", handler: s.MetricsHandler, ops: true, statuses: []int{200}},
 		{path: "/", label: metrics.Unmatched, handler: notFound()},
+		// Paths with dot segments ("/api/buckets/a/../b", "%2e%2e" included) or empty
+		// ones ("//metrics"): never redirected, so never unobserved, and never a
+		// second URL for an object.
+		{path: "/api/buckets/", unclean: true, label: BucketPath, handler: invalidPath(), api: true},
+		{path: "/", unclean: true, label: metrics.Unmatched, handler: notFound()},
 	}
 }
 
@@ -56,6 +66,9 @@ func (s *server) register(mux *http.ServeMux) {
 	allowed := map[string][]string{}
 	var paths []string
 	for _, r := range rs {
+		if r.unclean {
+			continue
+		}
 		if _, seen := allowed[r.path]; !seen {
 			paths = append(paths, r.path)
 		}
@@ -82,6 +95,10 @@ func (s *server) register(mux *http.ServeMux) {
 			rec = s.Metrics.Route(label, r.methods, r.statuses)
 		}
 		h = observe(rec, s.Log, s.access, label)(h)
+		if r.unclean {
+			s.unclean = append(s.unclean, prefixRoute{prefix: r.path, handler: h})
+			continue
+		}
 		if len(r.methods) == 0 {
 			mux.Handle(r.path, h)
 			continue
@@ -115,4 +132,44 @@ func overflow(ops bool, b *bodies) func(http.Handler) http.Handler {
 			Unavailable(w, "server busy: too many connections")
 		})
 	}
+}
+
+// prefixRoute is an unclean route, built.
+type prefixRoute struct {
+	prefix  string
+	handler http.Handler
+}
+
+// dispatch sends requests with a non-canonical path to the unclean routes (the longest
+// matching prefix first, as listed) and all others to mux.
+func (s *server) dispatch(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if canonicalPath(r.URL.Path) {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		for _, u := range s.unclean {
+			if strings.HasPrefix(r.URL.Path, u.prefix) {
+				u.handler.ServeHTTP(w, r)
+				return
+			}
+		}
+		// "*" (OPTIONS *) or "" (CONNECT host:port): not a path at all.
+		s.unclean[len(s.unclean)-1].handler.ServeHTTP(w, r)
+	})
+}
+
+// canonicalPath reports whether ServeMux would serve p as it is: p is absolute and
+// has no "." or ".." segment and no empty segment, except a final slash. (ServeMux
+// cleans p with path.Clean, keeping a trailing slash, and redirects when that changes
+// it.)
+func canonicalPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	np := path.Clean(p)
+	if p[len(p)-1] == '/' && np != "/" {
+		np += "/"
+	}
+	return np == p
 }
