@@ -280,6 +280,7 @@ func TestNonCanonicalPaths(t *testing.T) {
 		{"GET", "//metrics", 404, "unmatched"},
 		{"GET", "/healthz/.", 404, "unmatched"},
 		{"GET", "/api/../healthz", 404, "unmatched"},
+		{"OPTIONS", "*", 404, "unmatched"},
 	}
 	before := map[string]float64{}
 	for _, c := range cases {
@@ -348,5 +349,46 @@ func TestNonCanonicalPaths(t *testing.T) {
 		if rs := responses(t, raw); len(rs) != 1 || rs[0].StatusCode != 200 || rs[0].Header.Get("X-Test-Body") != "x" {
 			t.Errorf("GET Location %q of %s: %q", loc, id, raw)
 		}
+	}
+}
+
+// TestBoundedEcho: a 10,000-byte method and URI are neither echoed whole into the
+// response nor logged whole.
+func TestBoundedEcho(t *testing.T) {
+	p := startProc(t, nil, "-listen-address", "127.0.0.1:0", "-storage", "memory")
+	method := strings.Repeat("M", 10000)
+	uri := "/api/buckets/" + strings.Repeat("u", 1000) + "?" + strings.Repeat("q", 9000)
+	for _, req := range []string{
+		method + " /api/buckets/x HTTP/1.1\r\nHost: x\r\nX-Request-Id: long-method\r\nConnection: close\r\n\r\n",
+		"GET " + uri + " HTTP/1.1\r\nHost: x\r\nX-Request-Id: long-uri\r\nConnection: close\r\n\r\n",
+	} {
+		raw := rawExchange(t, p.addr, req, 5*time.Second)
+		rs := responses(t, raw)
+		if len(rs) != 1 {
+			t.Fatalf("%d responses: %.200q", len(rs), raw)
+		}
+		if len(raw) > 1024 {
+			t.Errorf("response of %d bytes to a request of %d: %.300q", len(raw), len(req), raw)
+		}
+		wantJSONError(t, rs[0].Header, []byte(rs[0].Header.Get("X-Test-Body")))
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for found := 0; found < 2; {
+		found = 0
+		p.stdout.mu.Lock()
+		lines := append([]string(nil), p.stdout.lines...)
+		p.stdout.mu.Unlock()
+		for _, line := range lines {
+			if strings.Contains(line, `"long-method"`) || strings.Contains(line, `"long-uri"`) {
+				found++
+				if len(line) > 1024 {
+					t.Errorf("log line of %d bytes: %.300s", len(line), line)
+				}
+			}
+		}
+		if found < 2 && time.Now().After(deadline) {
+			t.Fatalf("%d of 2 access-log lines found", found)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

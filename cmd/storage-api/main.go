@@ -138,6 +138,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		ConnState:         conns.ConnState,
+		// OPTIONS * goes to the handler, to be observed like every request, instead of
+		// net/http's own unlogged answer.
+		DisableGeneralOptionsHandler: true,
 		// The connection limiter marks overflow connections; api.ConnContext lets
 		// handlers see the request framing api.GuardListener checked.
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {

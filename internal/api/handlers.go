@@ -292,7 +292,7 @@ func readyz(store storage.Store, shuttingDown func() bool) http.Handler {
 func methodNotAllowed(allow string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", allow)
-		writeError(w, http.StatusMethodNotAllowed, "method "+strconv.Quote(r.Method)+" not allowed; allowed: "+allow)
+		writeError(w, http.StatusMethodNotAllowed, "method "+strconv.Quote(truncate(r.Method, maxEchoedMethod))+" not allowed; allowed: "+allow)
 	})
 }
 

@@ -77,7 +77,7 @@ func observe(route *metrics.Route, log *slog.Logger, access *accessLog, pattern 
 				}
 				if access != nil {
 					access.write(start.Add(elapsed), accessEntry{
-						method: r.Method, path: pattern, uri: truncate(r.URL.RequestURI(), 256),
+						method: truncate(r.Method, maxEchoedMethod), path: pattern, uri: truncate(r.URL.RequestURI(), maxLoggedURI),
 						status: status, bytes: rw.written, duration: elapsed,
 						requestID: id, remote: r.RemoteAddr,
 					})
@@ -119,9 +119,20 @@ func newRequestID() string {
 	return hex.EncodeToString(b[:])
 }
 
+// Client-controlled text is bounded wherever it is echoed or logged, so that a request
+// cannot make a response or a log line larger than about the limits below (net/http
+// accepts methods and URIs up to the header size limit). The request id is bounded by
+// validRequestID; header values are never echoed.
+const (
+	maxEchoedMethod = 32  // the longest standard method is 7 bytes
+	maxLoggedURI    = 256 // path and query
+)
+
+// truncate cuts s to at most n bytes, marking the cut with "...". The cut may split a
+// UTF-8 sequence; the access log replaces the broken rune.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n]
+	return s[:n-3] + "..."
 }
