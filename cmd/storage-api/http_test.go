@@ -392,3 +392,22 @@ func TestBoundedEcho(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestHealthcheckProbesListenAddress: -healthcheck probes the address the server is
+// configured to listen on, not always 127.0.0.1: a server on 127.0.0.2 or on [::1] is
+// healthy, and 127.0.0.1 (where nothing of it listens) is not what is asked.
+func TestHealthcheckProbesListenAddress(t *testing.T) {
+	for _, host := range []string{"127.0.0.2", "[::1]"} {
+		t.Run(host, func(t *testing.T) {
+			p := startProc(t, nil, "-listen-address", host+":0", "-storage", "memory", "-access-log=false")
+			if !strings.HasPrefix(p.addr, host) {
+				t.Fatalf("listening on %s, want %s", p.addr, host)
+			}
+			// The container's HEALTHCHECK runs with the service's own environment.
+			code, _, stderr := runBinary(t, 10*time.Second, []string{"LISTEN_ADDRESS=" + p.addr}, "-healthcheck")
+			if code != 0 {
+				t.Errorf("-healthcheck with LISTEN_ADDRESS=%s exited %d: %s", p.addr, code, stderr)
+			}
+		})
+	}
+}

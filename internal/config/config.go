@@ -102,7 +102,7 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	fs.StringVar(&c.S3.Region, "s3-region", "S3_REGION", "", "s3: region (default: AWS_REGION / AWS config)")
 	fs.BoolVar(&c.S3.PathStyle, "s3-path-style", "S3_PATH_STYLE", false, "s3: path-style addressing (MinIO, versitygw and most self-hosted servers need it)")
 	fs.BoolVar(&c.S3.ConditionalWrites, "s3-conditional-writes", "S3_CONDITIONAL_WRITES", false, "s3: the service applies If-Match/If-None-Match atomically with the write (AWS S3 does; versitygw v1.8.0 does not): only then are the API's If-Match/If-None-Match on PUT and DELETE enforced, else refused with 501")
-	fs.FlagSet.BoolVar(&c.Healthcheck, "healthcheck", false, "check http://127.0.0.1:<port>/healthz and exit 0 if it answers 200 within 2s (for container HEALTHCHECK)")
+	fs.FlagSet.BoolVar(&c.Healthcheck, "healthcheck", false, "check /healthz on the listen address (loopback when it is all interfaces) and exit 0 if it answers 200 within 2s (for container HEALTHCHECK)")
 	fs.FlagSet.BoolVar(&c.Version, "version", false, "print version and exit")
 
 	if err := fs.Parse(args, getenv); err != nil {
@@ -180,11 +180,20 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// HealthcheckURL is the /healthz URL on this host for the configured listen address.
+// HealthcheckURL is the /healthz URL of the server this configuration starts: the
+// listen host when it is a specific address or name, else (empty, 0.0.0.0, ::, all
+// interfaces) the loopback address of that family.
 func (c Config) HealthcheckURL() (string, error) {
-	_, port, err := net.SplitHostPort(c.ListenAddress)
+	host, port, err := net.SplitHostPort(c.ListenAddress)
 	if err != nil {
 		return "", err
 	}
-	return "http://" + net.JoinHostPort("127.0.0.1", port) + "/healthz", nil
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+		if ip != nil && ip.To4() == nil {
+			host = "::1"
+		}
+	}
+	// An IPv6 zone (fe80::1%eth0) is written %25 in a URL (RFC 6874).
+	return "http://" + net.JoinHostPort(strings.Replace(host, "%", "%25", 1), port) + "/healthz", nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -109,6 +110,28 @@ func TestParseHealthcheckURLFollowsPort(t *testing.T) {
 	}
 	if u, err := c.HealthcheckURL(); err != nil || u != "http://127.0.0.1:8081/healthz" {
 		t.Errorf("HealthcheckURL() = %q, %v; want http://127.0.0.1:8081/healthz", u, err)
+	}
+}
+
+func TestHealthcheckURL(t *testing.T) {
+	tests := []struct{ listen, want string }{
+		{":5000", "http://127.0.0.1:5000/healthz"},
+		{"0.0.0.0:5000", "http://127.0.0.1:5000/healthz"},
+		{"[::]:5000", "http://[::1]:5000/healthz"},
+		{"127.0.0.2:5000", "http://127.0.0.2:5000/healthz"},
+		{"10.1.2.3:80", "http://10.1.2.3:80/healthz"},
+		{"[::1]:5000", "http://[::1]:5000/healthz"},
+		{"[fe80::1%eth0]:5000", "http://[fe80::1%25eth0]:5000/healthz"},
+		{"localhost:5000", "http://localhost:5000/healthz"},
+	}
+	for _, tt := range tests {
+		got, err := (Config{ListenAddress: tt.listen}).HealthcheckURL()
+		if err != nil || got != tt.want {
+			t.Errorf("HealthcheckURL(%q) = %q, %v; want %q", tt.listen, got, err, tt.want)
+		}
+		if _, err := url.Parse(got); err != nil {
+			t.Errorf("HealthcheckURL(%q) = %q: %v", tt.listen, got, err)
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"time"
 )
 
@@ -15,6 +16,10 @@ type FlagSet struct {
 	env   map[string]string // flag name -> variable
 	order []string
 	set   map[string]bool
+	// floats are the float flags, checked to be finite after parsing: strconv (and so
+	// the flag package) accepts "NaN" and "Inf", which every comparison in a range
+	// check lets through.
+	floats map[string]*float64
 }
 
 // New returns a FlagSet that prints errors and usage to output.
@@ -61,9 +66,14 @@ func (fs *FlagSet) Int64Var(p *int64, name, env string, value int64, usage strin
 	fs.bind(name, env)
 }
 
+// Float64Var defines a float flag; NaN and infinities are refused by Parse.
 func (fs *FlagSet) Float64Var(p *float64, name, env string, value float64, usage string) {
 	fs.FlagSet.Float64Var(p, name, value, usage)
 	fs.bind(name, env)
+	if fs.floats == nil {
+		fs.floats = map[string]*float64{}
+	}
+	fs.floats[name] = p
 }
 
 func (fs *FlagSet) DurationVar(p *time.Duration, name, env string, value time.Duration, usage string) {
@@ -98,6 +108,17 @@ func (fs *FlagSet) Parse(args []string, getenv func(string) string) error {
 				return fmt.Errorf("%s=%q: %w", env, v, err)
 			}
 		}
+	}
+	for _, name := range fs.order {
+		p, ok := fs.floats[name]
+		if !ok || !(math.IsNaN(*p) || math.IsInf(*p, 0)) {
+			continue
+		}
+		v := fs.Lookup(name).Value.String()
+		if fs.set[name] {
+			return fmt.Errorf("-%s=%s: not a finite number", name, v)
+		}
+		return fmt.Errorf("%s=%q: not a finite number", fs.env[name], getenv(fs.env[name]))
 	}
 	return nil
 }

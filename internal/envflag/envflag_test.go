@@ -93,6 +93,10 @@ func TestParseErrors(t *testing.T) {
 		{"bad variable value names the variable", nil, map[string]string{"APP_WAIT": "later"}, []string{"APP_WAIT", "later"}},
 		{"bad bool variable", nil, map[string]string{"APP_VERBOSE": "yes please"}, []string{"APP_VERBOSE"}},
 		{"bad float variable", nil, map[string]string{"APP_RATIO": "half"}, []string{"APP_RATIO", "half"}},
+		{"NaN flag", []string{"-ratio", "NaN"}, nil, []string{"-ratio", "not a finite number"}},
+		{"infinite flag", []string{"-ratio=-Inf"}, nil, []string{"-ratio", "not a finite number"}},
+		{"NaN variable", nil, map[string]string{"APP_RATIO": "nan"}, []string{"APP_RATIO", `"nan"`, "not a finite number"}},
+		{"infinite variable", nil, map[string]string{"APP_RATIO": "Infinity"}, []string{"APP_RATIO", "not a finite number"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

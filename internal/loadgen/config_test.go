@@ -68,6 +68,9 @@ func TestParseConfig(t *testing.T) {
 		{name: "bad output", args: []string{"-output", "yaml"}, wantErr: "-output"},
 		{name: "bad size", args: []string{"-size", "big"}, wantErr: "size"},
 		{name: "bad env value", env: map[string]string{"LOADGEN_RATE": "fast"}, wantErr: "LOADGEN_RATE"},
+		{name: "NaN rate", args: []string{"-mode", "rate", "-rate", "NaN"}, wantErr: "-rate=NaN: not a finite number"},
+		{name: "infinite rate in env", env: map[string]string{"LOADGEN_MODE": "rate", "LOADGEN_RATE": "+Inf"}, wantErr: `LOADGEN_RATE="+Inf": not a finite number`},
+		{name: "NaN error ratio in env", env: map[string]string{"LOADGEN_MAX_ERROR_RATIO": "nan"}, wantErr: `LOADGEN_MAX_ERROR_RATIO="nan": not a finite number`},
 		{name: "unknown flag", args: []string{"-speed", "1"}, wantErr: "flag provided but not defined"},
 		{name: "positional argument", args: []string{"extra"}, wantErr: "unexpected argument"},
 	}
