@@ -177,22 +177,24 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("variable %s: datasource %+v, want %+v", v.Name, v.Datasource, want)
 		}
 	}
-	for _, c := range []struct{ name, current string }{
-		{"cluster", "$__all"},
-		{"namespace", "$__all"},
-		{"job", "storage_api"},
-		{"instance", "$__all"},
-		{"loadgen_job", "loadgen"},
+	for _, c := range []struct{ name, current, allValue string }{
+		// allValue ".*": "All" also matches series without the label, such as every series of the compose
+		// stack for cluster and namespace.
+		{"cluster", "$__all", ".*"},
+		{"namespace", "$__all", ".*"},
+		{"instance", "$__all", ".*"},
+		// Grafana's own All for jobs (the listed values as a regex): ".*" would pull every other job's go_*
+		// and process_* series into the runtime panels.
+		{"job", "storage_api", ""},
+		{"loadgen_job", "loadgen", ""},
 	} {
 		v, ok := vars[c.name]
 		if !ok {
 			t.Errorf("no variable %s", c.name)
 			continue
 		}
-		// allValue ".*" rather than Grafana's default (a regex of the listed values): "All" then also matches
-		// series without the label, such as every series of the compose stack for cluster and namespace.
-		if v.Type != "query" || !v.Multi || !v.IncludeAll || v.AllValue != ".*" {
-			t.Errorf("variable %s: type %s multi %v includeAll %v allValue %q; want a multi-value query variable with All = .*", c.name, v.Type, v.Multi, v.IncludeAll, v.AllValue)
+		if v.Type != "query" || !v.Multi || !v.IncludeAll || v.AllValue != c.allValue {
+			t.Errorf("variable %s: type %s multi %v includeAll %v allValue %q; want a multi-value query variable with All = %q", c.name, v.Type, v.Multi, v.IncludeAll, v.AllValue, c.allValue)
 		}
 		if len(v.Current.Value) != 1 || v.Current.Value[0] != c.current {
 			t.Errorf("variable %s defaults to %q, want [%s]", c.name, v.Current.Value, c.current)

@@ -344,8 +344,9 @@ func grafanaRegexEscape(v string) string {
 }
 
 // grafanaMulti formats a multi-value selection as Grafana does: one value alone, several as (a|b).
-func grafanaMulti(vals ...string) string {
-	for i, v := range vals {
+func grafanaMulti(in ...string) string {
+	vals := make([]string, len(in))
+	for i, v := range in {
 		vals[i] = grafanaRegexEscape(v)
 	}
 	if len(vals) == 1 {
@@ -370,7 +371,7 @@ func TestGrafanaMulti(t *testing.T) {
 
 // checkDashboard evaluates every query of the dashboard the way Grafana would (range queries, or instant
 // ones where the panel asks for them) and requires data, and no NaN anywhere in the range. Each query runs
-// twice: with the variables' defaults (All is the allValue .*), and with values picked as a user would, a
+// twice: with the variables' defaults (All is the allValue, or the offered values), and with values picked as a user would, a
 // multi-value selection of the real instance and one that does not exist. The variables' own queries must
 // offer the values the stack really has.
 func checkDashboard(ctx context.Context, t *testing.T, p promAPI, start, end time.Time, apiAddr string) {
@@ -408,14 +409,9 @@ func checkDashboard(ctx context.Context, t *testing.T, p promAPI, start, end tim
 		if len(v.Current.Value) != 1 {
 			t.Fatalf("variable %s: default %q, want one value", v.Name, v.Current.Value)
 		}
-		defaults[v.Name] = v.Current.Value[0]
-		if defaults[v.Name] == "$__all" {
-			defaults[v.Name] = v.AllValue
-		}
 		m := labelValues.FindStringSubmatch(v.Query.Query)
 		if m == nil {
-			t.Errorf("variable %s: query %q is not label_values(selector, label)", v.Name, v.Query.Query)
-			continue
+			t.Fatalf("variable %s: query %q is not label_values(selector, label)", v.Name, v.Query.Query)
 		}
 		sel := m[1]
 		for name, val := range defaults {
@@ -427,6 +423,14 @@ func checkDashboard(ctx context.Context, t *testing.T, p promAPI, start, end tim
 			t.Errorf("variable %s: %v", v.Name, err)
 		}
 		offered[v.Name] = vals
+		// "All" is the variable's allValue, or without one Grafana's own: every offered value, as a regex.
+		defaults[v.Name] = v.Current.Value[0]
+		if defaults[v.Name] == "$__all" {
+			defaults[v.Name] = v.AllValue
+			if v.AllValue == "" {
+				defaults[v.Name] = grafanaMulti(vals...)
+			}
+		}
 	}
 	for name, want := range map[string]string{"job": "storage_api", "instance": apiAddr, "loadgen_job": "loadgen"} {
 		if !slices.Contains(offered[name], want) {
