@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sre-instrumentation/storage-api/internal/admission"
 	"github.com/sre-instrumentation/storage-api/internal/api"
@@ -30,6 +32,7 @@ import (
 	"github.com/sre-instrumentation/storage-api/internal/storage/bolt"
 	"github.com/sre-instrumentation/storage-api/internal/storage/memory"
 	"github.com/sre-instrumentation/storage-api/internal/storage/s3"
+	"github.com/sre-instrumentation/storage-api/internal/tracing"
 )
 
 // Set at build time: -ldflags "-X main.version=... -X main.revision=...".
@@ -92,6 +95,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// the explicit Close below the graceful path.
 	defer store.Close()
 
+	// Tracing is configured by the standard OTEL_* variables only, and off without an
+	// OTLP endpoint (internal/tracing).
+	tp, tcfg, err := tracing.New(ctx, "storage-api", version, getenv)
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	var tracerProvider trace.TracerProvider // stays a nil interface when off
+	if tp != nil {
+		tracerProvider = tp
+		log.Info("tracing on", "config", tcfg.String())
+	}
+
 	reg := metrics.NewRegistry(version, revision)
 	var httpMetrics *metrics.HTTP
 	if cfg.Metrics {
@@ -101,6 +116,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	budget := admission.NewBudget(cfg.MaxInflightBytes)
 	conns := admission.NewConnLimiter(maxConns, admission.Reserve)
 	admissionMetrics := metrics.NewAdmission(reg, budget, conns)
+	// Outermost, so the store span covers what the store metric times.
+	store = tracing.InstrumentStore(store, cfg.Storage, tracerProvider)
 	var accessLog io.Writer
 	if cfg.AccessLog {
 		accessLog = logger.Writer()
@@ -122,6 +139,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Metrics:        httpMetrics,
 		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, EnableOpenMetrics: true}),
 		Faults:         faults,
+		Tracing:        tracerProvider,
 		ShuttingDown:   shuttingDown.Load,
 		Budget:         budget,
 		TransferRate:   admission.Rate{Min: cfg.MinTransferRate, Grace: cfg.TransferGrace},
@@ -163,6 +181,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
+	if cfg.DebugAddress != "" {
+		dln, err := net.Listen("tcp", cfg.DebugAddress)
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("-debug-address: %w", err)
+		}
+		dsrv := &http.Server{Handler: debugHandler(), ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		go func() { _ = dsrv.Serve(dln) }()
+		defer dsrv.Close()
+		log.Info("serving pprof", "address", dln.Addr().String(), "path", "/debug/pprof/")
+	}
+
 	select {
 	case err := <-serveErr:
 		return fmt.Errorf("serve: %w", err)
@@ -185,10 +216,37 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Error("closing the store failed", "error", cerr)
 		err = errors.Join(err, cerr)
 	}
+	if tp != nil {
+		// Export the spans still batched, within what is left of the shutdown timeout
+		// (at least a second, so a drain that used it all still flushes what it can).
+		flushCtx, cancel := context.WithTimeout(context.Background(), max(time.Until(deadline(shutdownCtx)), time.Second))
+		defer cancel()
+		// A collector that is down loses these spans but does not fail the shutdown.
+		if terr := tp.Shutdown(flushCtx); terr != nil {
+			log.Error("flushing spans failed", "error", terr)
+		}
+	}
 	if err == nil {
 		log.Info("shutdown complete")
 	}
 	return err
+}
+
+// debugHandler serves net/http/pprof on a mux of its own (its init also registers on
+// http.DefaultServeMux, which nothing here serves).
+func debugHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
+func deadline(ctx context.Context) time.Time {
+	d, _ := ctx.Deadline()
+	return d
 }
 
 func openStore(ctx context.Context, cfg config.Config) (storage.Store, error) {

@@ -26,6 +26,7 @@ func newAccessLog(w io.Writer) *accessLog {
 
 type accessEntry struct {
 	method, path, uri, requestID, remote string
+	traceID, spanID                      string // of a sampled request; else empty and not written
 	status                               int
 	bytes                                int64
 	duration                             time.Duration
@@ -52,6 +53,14 @@ func (l *accessLog) write(now time.Time, e accessEntry) {
 	b = appendJSONString(b, e.requestID)
 	b = append(b, `,"remote":`...)
 	b = appendJSONString(b, e.remote)
+	if e.traceID != "" {
+		// Hex from the SDK: nothing to escape.
+		b = append(b, `,"trace_id":"`...)
+		b = append(b, e.traceID...)
+		b = append(b, `","span_id":"`...)
+		b = append(b, e.spanID...)
+		b = append(b, '"')
+	}
 	b = append(b, "}\n"...)
 	_, _ = l.w.Write(b)
 	*bp = b

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/sre-instrumentation/storage-api/internal/admission"
 	"github.com/sre-instrumentation/storage-api/internal/fault"
 	"github.com/sre-instrumentation/storage-api/internal/metrics"
@@ -28,6 +30,9 @@ type Options struct {
 	MetricsHandler http.Handler
 	// Faults injects errors and latency into /api routes; nil for none.
 	Faults *fault.Injector
+	// Tracing starts a server span per request (internal/tracing); nil switches
+	// tracing off, at no cost per request.
+	Tracing trace.TracerProvider
 	// ShuttingDown reports whether shutdown began (readiness then fails).
 	ShuttingDown func() bool
 
@@ -49,6 +54,7 @@ type server struct {
 	bodies *bodies
 	// unclean are the routes for non-canonical paths, in routing-table order.
 	unclean []prefixRoute
+	tracer  *serverTracer
 }
 
 // New returns the API's handler.
@@ -56,7 +62,7 @@ func New(o Options) http.Handler {
 	s := &server{Options: o, access: newAccessLog(o.AccessLog), bodies: &bodies{
 		budget: o.Budget, rate: o.TransferRate, admission: o.Admission,
 		readTimeout: o.ReadTimeout, writeTimeout: o.WriteTimeout,
-	}}
+	}, tracer: newServerTracer(o.Tracing)}
 	if s.Log == nil {
 		s.Log = slog.New(slog.DiscardHandler)
 	}

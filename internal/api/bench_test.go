@@ -10,6 +10,9 @@ package api
 //	chain=observe-nometrics  our middleware with metrics and access log off
 //	chain=observe   our middleware with metrics (what api.New puts on every route)
 //	chain=observe+log  the same with the JSON access log (to io.Discard)
+//	chain=observe+log+trace1     the same with tracing on, every request sampled (spans to a
+//	                             batch processor and a discarding exporter)
+//	chain=observe+log+trace0.01  the same at the default ratio (tracing.DefaultSampleRatio)
 //	chain=promhttp  client_golang's InFlight+Duration+Counter+ResponseSize, same labels
 //	chain=otelhttp  otelhttp with the OpenTelemetry Prometheus exporter
 //
@@ -20,6 +23,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
@@ -33,12 +37,16 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/sre-instrumentation/storage-api/internal/benchref"
 	"github.com/sre-instrumentation/storage-api/internal/metrics"
 	"github.com/sre-instrumentation/storage-api/internal/storage"
 	"github.com/sre-instrumentation/storage-api/internal/storage/memory"
+	"github.com/sre-instrumentation/storage-api/internal/tracing"
 )
 
 const benchID = "bench-object"
@@ -181,13 +189,28 @@ func promhttpChain(reg prometheus.Registerer) func(method, path string, h http.H
 
 // observeChain is our middleware as api.New installs it, around any handler.
 func observeChain(m *metrics.HTTP, log *slog.Logger, withLog bool) func(method, path string, h http.Handler) http.Handler {
+	return tracedChain(m, log, withLog, nil)
+}
+
+// tracedChain is observeChain with tracing through tp (nil: off).
+func tracedChain(m *metrics.HTTP, log *slog.Logger, withLog bool, tp trace.TracerProvider) func(method, path string, h http.Handler) http.Handler {
 	return func(method, path string, h http.Handler) http.Handler {
 		var al *accessLog
 		if withLog {
 			al = newAccessLog(io.Discard)
 		}
-		return observe(m.Route(path, []string{method}, benchStatuses), log, al, path)(h)
+		return observe(m.Route(path, []string{method}, benchStatuses), log, al, newServerTracer(tp), path)(h)
 	}
+}
+
+// benchTracerProvider samples ratio of the requests and exports through the SDK's batch
+// processor (as the binary does) to an exporter that drops the spans.
+func benchTracerProvider(b *testing.B, ratio float64) *sdktrace.TracerProvider {
+	tp := sdktrace.NewTracerProvider(
+		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))),
+		sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+	b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	return tp
 }
 
 func jsonDiscardLogger() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, nil)) }
@@ -206,7 +229,7 @@ func BenchmarkMiddleware(b *testing.B) {
 		{"observe-nometrics", func(b *testing.B, s *benchref.Store) (http.Handler, *prometheus.Registry, string) {
 			// Request id, panic recovery and status capture only: -metrics=false -access-log=false.
 			return s.Handler(func(_, path string, h http.Handler) http.Handler {
-				return observe(nil, jsonDiscardLogger(), nil, path)(h)
+				return observe(nil, jsonDiscardLogger(), nil, nil, path)(h)
 			}), nil, ""
 		}},
 		{"observe", func(b *testing.B, s *benchref.Store) (http.Handler, *prometheus.Registry, string) {
@@ -216,6 +239,16 @@ func BenchmarkMiddleware(b *testing.B) {
 		{"observe+log", func(b *testing.B, s *benchref.Store) (http.Handler, *prometheus.Registry, string) {
 			reg := prometheus.NewRegistry()
 			return s.Handler(observeChain(metrics.NewHTTP(reg), jsonDiscardLogger(), true)), reg, "http_request_duration_seconds"
+		}},
+		{"observe+log+trace1", func(b *testing.B, s *benchref.Store) (http.Handler, *prometheus.Registry, string) {
+			reg := prometheus.NewRegistry()
+			tp := benchTracerProvider(b, 1)
+			return s.Handler(tracedChain(metrics.NewHTTP(reg), jsonDiscardLogger(), true, tp)), reg, "http_request_duration_seconds"
+		}},
+		{"observe+log+trace0.01", func(b *testing.B, s *benchref.Store) (http.Handler, *prometheus.Registry, string) {
+			reg := prometheus.NewRegistry()
+			tp := benchTracerProvider(b, tracing.DefaultSampleRatio)
+			return s.Handler(tracedChain(metrics.NewHTTP(reg), jsonDiscardLogger(), true, tp)), reg, "http_request_duration_seconds"
 		}},
 		{"promhttp", func(b *testing.B, s *benchref.Store) (http.Handler, *prometheus.Registry, string) {
 			reg := prometheus.NewRegistry()

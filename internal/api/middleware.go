@@ -2,10 +2,14 @@ package api
 
 import (
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sre-instrumentation/storage-api/internal/metrics"
 )
@@ -23,15 +27,20 @@ func RequestID(r *http.Request) string { return r.Header.Get(RequestIDHeader) }
 const StatusClientClosedRequest = 499
 
 // observe is the one middleware every route goes through. It gives the request an id,
-// recovers panics into a JSON 500, and, once the response is written, records the
-// request's metrics (when route is not nil) and its access-log line (when access is not nil).
-// One wrapper of the ResponseWriter serves all three.
-func observe(route *metrics.Route, log *slog.Logger, access *accessLog, pattern string) func(http.Handler) http.Handler {
+// recovers panics into a JSON 500, continues or starts its trace (when tr is not nil),
+// and, once the response is written, records the request's metrics (when route is not
+// nil) and its access-log line (when access is not nil), both carrying the trace id of a
+// sampled request. One wrapper of the ResponseWriter serves all of them.
+func observe(route *metrics.Route, log *slog.Logger, access *accessLog, tr *serverTracer, pattern string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
 			if route != nil {
 				route.Start()
+			}
+			var span trace.Span
+			if tr != nil {
+				r, span = tr.start(r, pattern, start)
 			}
 			id := r.Header.Get(RequestIDHeader)
 			if !validRequestID(id) {
@@ -58,6 +67,9 @@ func observe(route *metrics.Route, log *slog.Logger, access *accessLog, pattern 
 					}
 					log.LogAttrs(r.Context(), slog.LevelError, "handler panic",
 						slog.String("request_id", id), slog.String("path", pattern), slog.Any("panic", p))
+					if span != nil {
+						span.AddEvent("panic", trace.WithAttributes(attribute.String("panic", fmt.Sprint(p))))
+					}
 					if !rw.wroteHeader() {
 						writeError(rw, http.StatusInternalServerError, "internal error")
 					}
@@ -72,14 +84,21 @@ func observe(route *metrics.Route, log *slog.Logger, access *accessLog, pattern 
 				}
 				elapsed := time.Since(start)
 				reqSize := max(r.ContentLength, 0)
+				var traceID, spanID string
+				if span != nil {
+					if sc := span.SpanContext(); sc.IsSampled() {
+						traceID, spanID = sc.TraceID().String(), sc.SpanID().String()
+					}
+					endSpan(span, status, reqSize, rw.written, start.Add(elapsed))
+				}
 				if route != nil {
-					route.Done(metrics.MethodLabel(r.Method), status, elapsed, reqSize, rw.written)
+					route.Done(metrics.MethodLabel(r.Method), status, elapsed, reqSize, rw.written, traceID)
 				}
 				if access != nil {
 					access.write(start.Add(elapsed), accessEntry{
 						method: truncate(r.Method, maxEchoedMethod), path: pattern, uri: truncate(r.URL.RequestURI(), maxLoggedURI),
 						status: status, bytes: rw.written, duration: elapsed,
-						requestID: id, remote: r.RemoteAddr,
+						requestID: id, remote: r.RemoteAddr, traceID: traceID, spanID: spanID,
 					})
 				}
 			}()

@@ -17,7 +17,7 @@ import (
 func TestPanicRecovered(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := metrics.NewHTTP(reg)
-	h := observe(m.Route("/boom", []string{"GET"}, nil), slog.New(slog.DiscardHandler), newAccessLog(io.Discard), "/boom")(
+	h := observe(m.Route("/boom", []string{"GET"}, nil), slog.New(slog.DiscardHandler), newAccessLog(io.Discard), nil, "/boom")(
 		http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") }))
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/boom", nil))
@@ -40,7 +40,7 @@ func TestClientGoneRecordedAs499(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := metrics.NewHTTP(reg)
 	ctx, cancel := context.WithCancel(context.Background())
-	h := observe(m.Route("/slow", []string{"GET"}, nil), slog.New(slog.DiscardHandler), nil, "/slow")(
+	h := observe(m.Route("/slow", []string{"GET"}, nil), slog.New(slog.DiscardHandler), nil, nil, "/slow")(
 		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			cancel() // the client goes away before the handler answers
 			<-r.Context().Done()

@@ -20,6 +20,8 @@ import (
 // Config is storage-api's configuration.
 type Config struct {
 	ListenAddress string
+	// DebugAddress serves net/http/pprof on a listener of its own; empty: off.
+	DebugAddress string
 	Storage       string // bolt, memory or s3
 	DataDir       string
 	MaxObjectSize int64
@@ -75,6 +77,7 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	var c Config
 	fs := envflag.New("storage-api", output)
 	fs.StringVar(&c.ListenAddress, "listen-address", "LISTEN_ADDRESS", ":5000", "address to listen on (env PORT=N also works, meaning :N)")
+	fs.StringVar(&c.DebugAddress, "debug-address", "DEBUG_ADDRESS", "", "address of a separate listener serving /debug/pprof/ (never on the API port); a bare port or :port binds 127.0.0.1; empty: off")
 	fs.StringVar(&c.Storage, "storage", "STORAGE_BACKEND", "bolt", "storage backend: "+strings.Join(Backends, ", "))
 	fs.StringVar(&c.DataDir, "data-dir", "DATA_DIR", "./data", "bolt: directory of the database file (created if missing)")
 	fs.Int64Var(&c.MaxObjectSize, "max-object-size", "MAX_OBJECT_SIZE", 10<<20, "largest object accepted, in bytes")
@@ -117,6 +120,13 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 			c.ListenAddress = ":" + port
 		}
 	}
+	if c.DebugAddress != "" && !strings.Contains(c.DebugAddress, ":") {
+		c.DebugAddress = ":" + c.DebugAddress // a bare port
+	}
+	if strings.HasPrefix(c.DebugAddress, ":") {
+		// Profiles reveal internals: loopback unless a host is asked for explicitly.
+		c.DebugAddress = "127.0.0.1" + c.DebugAddress
+	}
 	if err := c.LogLevel.UnmarshalText([]byte(*logLevel)); err != nil {
 		return c, fmt.Errorf("-log-level: %w", err)
 	}
@@ -128,6 +138,16 @@ func (c Config) Validate() error {
 	var errs []error
 	if _, _, err := net.SplitHostPort(c.ListenAddress); err != nil {
 		errs = append(errs, fmt.Errorf("-listen-address %q: %w", c.ListenAddress, err))
+	}
+	if c.DebugAddress != "" {
+		_, dport, err := net.SplitHostPort(c.DebugAddress)
+		_, lport, _ := net.SplitHostPort(c.ListenAddress)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("-debug-address %q: %w", c.DebugAddress, err))
+		case dport == lport && dport != "0":
+			errs = append(errs, fmt.Errorf("-debug-address %q: must not be the API's port", c.DebugAddress))
+		}
 	}
 	switch c.Storage {
 	case "bolt":

@@ -87,6 +87,14 @@ func TestParsePrecedence(t *testing.T) {
 			func(c Config) bool { return c.ListenAddress == "127.0.0.1:9000" }, "ListenAddress 127.0.0.1:9000"},
 		{"flag beats LISTEN_ADDRESS", []string{"-listen-address=:7000"}, map[string]string{"LISTEN_ADDRESS": ":9000"},
 			func(c Config) bool { return c.ListenAddress == ":7000" }, "ListenAddress :7000"},
+		{"debug address off by default", nil, nil,
+			func(c Config) bool { return c.DebugAddress == "" }, "DebugAddress empty"},
+		{"debug address port only is loopback", nil, map[string]string{"DEBUG_ADDRESS": ":6060"},
+			func(c Config) bool { return c.DebugAddress == "127.0.0.1:6060" }, "DebugAddress 127.0.0.1:6060"},
+		{"debug address bare port is loopback", []string{"-debug-address", "6060"}, nil,
+			func(c Config) bool { return c.DebugAddress == "127.0.0.1:6060" }, "DebugAddress 127.0.0.1:6060"},
+		{"debug address explicit host kept", []string{"-debug-address", "0.0.0.0:6060"}, nil,
+			func(c Config) bool { return c.DebugAddress == "0.0.0.0:6060" }, "DebugAddress 0.0.0.0:6060"},
 		{"healthcheck and version flags", []string{"-healthcheck", "-version"}, nil,
 			func(c Config) bool { return c.Healthcheck && c.Version }, "Healthcheck and Version set"},
 	}
@@ -144,6 +152,7 @@ func TestParseInvalid(t *testing.T) {
 		env  map[string]string
 		want []string // substrings of the error
 	}{
+		{"debug address on the API port", []string{"-debug-address", ":5000"}, nil, []string{"-debug-address", "API"}},
 		{"bad backend flag", []string{"-storage", "floppy"}, nil, []string{"-storage", "floppy"}},
 		{"bad backend env", nil, map[string]string{"STORAGE_BACKEND": "floppy"}, []string{"-storage", "floppy"}},
 		{"negative size", []string{"-max-object-size", "-1"}, nil, []string{"-max-object-size"}},

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config says how often to fail or delay a request.
@@ -37,6 +39,12 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// Span attributes marking a request that got an injected fault.
+const (
+	AttrLatency = attribute.Key("fault.latency_seconds") // the delay added
+	AttrError   = attribute.Key("fault.error")           // answered 503 on purpose
+)
+
 // Injector applies a Config to requests.
 type Injector struct {
 	cfg              Config
@@ -61,8 +69,13 @@ func (in *Injector) Middleware(next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A traced request says on its span that its slowness or failure was on purpose
+		// (the span is a no-op when the request is not traced).
+		span := trace.SpanFromContext(r.Context())
 		if in.cfg.Latency > 0 && rand.Float64() < in.cfg.LatencyRatio {
 			in.latency.Inc()
+			span.SetAttributes(AttrLatency.Float64(in.cfg.Latency.Seconds()))
+			span.AddEvent("fault injected: latency")
 			t := time.NewTimer(in.cfg.Latency)
 			select {
 			case <-t.C:
@@ -73,6 +86,8 @@ func (in *Injector) Middleware(next http.Handler) http.Handler {
 		}
 		if rand.Float64() < in.cfg.ErrorRatio {
 			in.errors.Inc()
+			span.SetAttributes(AttrError.Bool(true))
+			span.AddEvent("fault injected: error")
 			in.writeUnavailable(w)
 			return
 		}

@@ -6,10 +6,13 @@ package logging
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"log/slog"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // FlushInterval is the longest a log line waits in the buffer.
@@ -27,7 +30,7 @@ type Logger struct {
 func New(out io.Writer, level slog.Leveler) *Logger {
 	w := &bufferedWriter{buf: bufio.NewWriterSize(out, 64<<10)}
 	l := &Logger{
-		Logger: slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})),
+		Logger: slog.New(TraceHandler{slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})}),
 		w:      w,
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
@@ -65,6 +68,26 @@ func (l *Logger) Close() {
 	}
 	<-l.done
 	l.w.Flush()
+}
+
+// TraceHandler adds trace_id and span_id to every record logged with the context of a
+// sampled span (handlers log with the request's context), so an error line leads to
+// its trace and a trace to its lines. The access log writes the same two fields itself.
+type TraceHandler struct{ slog.Handler }
+
+func (h TraceHandler) Handle(ctx context.Context, r slog.Record) error {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsSampled() {
+		r.AddAttrs(slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h TraceHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return TraceHandler{h.Handler.WithAttrs(as)}
+}
+
+func (h TraceHandler) WithGroup(name string) slog.Handler {
+	return TraceHandler{h.Handler.WithGroup(name)}
 }
 
 type bufferedWriter struct {

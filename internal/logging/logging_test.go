@@ -2,6 +2,7 @@ package logging
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // sink is the logger's output: it records every Write call and is safe to read while
@@ -170,5 +173,35 @@ func TestConcurrentWholeLines(t *testing.T) {
 			t.Fatalf("line %v twice", k)
 		}
 		seen[k] = true
+	}
+}
+
+func TestTraceIDsInLogLines(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(TraceHandler{slog.NewJSONHandler(&buf, nil)})
+	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
+	sampled := trace.ContextWithSpanContext(context.Background(),
+		trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled}))
+	unsampled := trace.ContextWithSpanContext(context.Background(),
+		trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid}))
+	log.With("k", "v").ErrorContext(sampled, "traced")
+	log.ErrorContext(unsampled, "unsampled")
+	log.Error("no context")
+	var lines []map[string]any
+	for l := range strings.SplitSeq(strings.TrimSpace(buf.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, m)
+	}
+	if lines[0]["trace_id"] != tid.String() || lines[0]["span_id"] != sid.String() || lines[0]["k"] != "v" {
+		t.Errorf("sampled: %v", lines[0])
+	}
+	for _, l := range lines[1:] {
+		if _, ok := l["trace_id"]; ok {
+			t.Errorf("line of no sampled trace names one: %v", l)
+		}
 	}
 }

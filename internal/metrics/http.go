@@ -27,7 +27,23 @@ const (
 	nativeFactor      = 1.1
 	nativeMaxBuckets  = 160
 	nativeMinResetDur = time.Hour
+	// nativeMaxExemplars is how many exemplars a native histogram keeps (the classic
+	// buckets keep the latest of each bucket). client_golang's default is 10.
+	nativeMaxExemplars = 10
 )
+
+// TraceIDLabel is the exemplar label holding a trace id: the name Grafana's and
+// Prometheus's exemplar support look for by default.
+const TraceIDLabel = "trace_id"
+
+// observe records v, with an exemplar when traceID is set.
+func observe(o prometheus.Observer, v float64, traceID string) {
+	if traceID == "" {
+		o.Observe(v)
+		return
+	}
+	o.(prometheus.ExemplarObserver).ObserveWithExemplar(v, prometheus.Labels{TraceIDLabel: traceID})
+}
 
 // Methods are the HTTP methods kept as label values; anything else is "OTHER", so a
 // client inventing methods cannot create series.
@@ -64,6 +80,7 @@ func NewHTTP(reg prometheus.Registerer) *HTTP {
 			NativeHistogramBucketFactor:     nativeFactor,
 			NativeHistogramMaxBucketNumber:  nativeMaxBuckets,
 			NativeHistogramMinResetDuration: nativeMinResetDur,
+			NativeHistogramMaxExemplars:     nativeMaxExemplars,
 		}, []string{"method", "path", "status"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "http_requests_in_flight",
@@ -139,10 +156,12 @@ func (r *Route) series(method string, status int) *routeSeries {
 func (r *Route) Start() { r.m.inFlight.Inc() }
 
 // Done records a finished request. method must already be a label value (MethodLabel).
-func (r *Route) Done(method string, status int, elapsed time.Duration, reqSize, respSize int64) {
+// traceID, when not empty, is the id of the request's sampled trace: the duration is then
+// recorded with an exemplar {trace_id="..."}, which leads from a latency bucket to the trace.
+func (r *Route) Done(method string, status int, elapsed time.Duration, reqSize, respSize int64, traceID string) {
 	r.m.inFlight.Dec()
 	s := r.series(method, status)
-	s.duration.Observe(elapsed.Seconds())
+	observe(s.duration, elapsed.Seconds(), traceID)
 	s.requestSize.Observe(float64(reqSize))
 	s.responseSize.Observe(float64(respSize))
 }

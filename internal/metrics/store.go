@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sre-instrumentation/storage-api/internal/storage"
 )
@@ -23,6 +24,7 @@ func InstrumentStore(s storage.Store, backend string, reg prometheus.Registerer)
 		NativeHistogramBucketFactor:     nativeFactor,
 		NativeHistogramMaxBucketNumber:  nativeMaxBuckets,
 		NativeHistogramMinResetDuration: nativeMinResetDur,
+		NativeHistogramMaxExemplars:     nativeMaxExemplars,
 	}, []string{"backend", "operation", "result"})
 	reg.MustRegister(hist)
 	is := &instrumentedStore{Store: s, ops: map[string]map[string]prometheus.Observer{}}
@@ -51,7 +53,8 @@ type instrumentedStore struct {
 	ops map[string]map[string]prometheus.Observer
 }
 
-func (s *instrumentedStore) observe(op string, start time.Time, err error) {
+// observe records an operation, with the trace id of a sampled request as exemplar.
+func (s *instrumentedStore) observe(ctx context.Context, op string, start time.Time, err error) {
 	result := "ok"
 	switch {
 	case err == nil:
@@ -63,34 +66,38 @@ func (s *instrumentedStore) observe(op string, start time.Time, err error) {
 	default:
 		result = "error"
 	}
-	s.ops[op][result].Observe(time.Since(start).Seconds())
+	var traceID string
+	if sc := trace.SpanContextFromContext(ctx); sc.IsSampled() {
+		traceID = sc.TraceID().String()
+	}
+	observe(s.ops[op][result], time.Since(start).Seconds(), traceID)
 }
 
 func (s *instrumentedStore) Put(ctx context.Context, id, contentType string, data []byte, cond storage.Condition) (storage.PutResult, error) {
 	start := time.Now()
 	res, err := s.Store.Put(ctx, id, contentType, data, cond)
-	s.observe("put", start, err)
+	s.observe(ctx, "put", start, err)
 	return res, err
 }
 
 func (s *instrumentedStore) Get(ctx context.Context, id string) (*storage.Object, error) {
 	start := time.Now()
 	obj, err := s.Store.Get(ctx, id)
-	s.observe("get", start, err)
+	s.observe(ctx, "get", start, err)
 	return obj, err
 }
 
 func (s *instrumentedStore) Stat(ctx context.Context, id string) (storage.Info, error) {
 	start := time.Now()
 	info, err := s.Store.Stat(ctx, id)
-	s.observe("stat", start, err)
+	s.observe(ctx, "stat", start, err)
 	return info, err
 }
 
 func (s *instrumentedStore) Delete(ctx context.Context, id string, cond storage.Condition) error {
 	start := time.Now()
 	err := s.Store.Delete(ctx, id, cond)
-	s.observe("delete", start, err)
+	s.observe(ctx, "delete", start, err)
 	return err
 }
 
