@@ -21,7 +21,7 @@ import (
 type Config struct {
 	ListenAddress string
 	// DebugAddress serves net/http/pprof on a listener of its own; empty: off.
-	DebugAddress string
+	DebugAddress  string
 	Storage       string // bolt, memory or s3
 	DataDir       string
 	MaxObjectSize int64
