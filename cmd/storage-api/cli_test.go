@@ -42,7 +42,7 @@ func TestHelp(t *testing.T) {
 		"s3-bucket": "S3_BUCKET", "s3-prefix": "S3_PREFIX", "s3-endpoint": "S3_ENDPOINT", "s3-region": "S3_REGION",
 		"s3-path-style": "S3_PATH_STYLE", "s3-conditional-writes": "S3_CONDITIONAL_WRITES",
 		"read-header-timeout": "READ_HEADER_TIMEOUT", "read-timeout": "READ_TIMEOUT", "write-timeout": "WRITE_TIMEOUT",
-		"idle-timeout": "IDLE_TIMEOUT", "max-header-bytes": "MAX_HEADER_BYTES",
+		"idle-timeout": "IDLE_TIMEOUT", "max-header-bytes": "MAX_HEADER_BYTES", "debug-address": "DEBUG_ADDRESS",
 		"max-inflight-bytes": "MAX_INFLIGHT_BYTES", "max-connections": "MAX_CONNECTIONS",
 		"min-transfer-rate": "MIN_TRANSFER_RATE", "transfer-grace": "TRANSFER_GRACE", "memory-limit": "MEMORY_LIMIT",
 	}

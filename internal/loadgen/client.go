@@ -8,8 +8,14 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
+
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/sre-instrumentation/storage-api/internal/tracing"
 )
 
 // client sends the API requests and records every result.
@@ -22,22 +28,27 @@ type client struct {
 	payload []byte // random bytes; a PUT sends a prefix of them
 	stats   *Stats
 	metrics *Metrics
+	tracer  trace.Tracer // nil: tracing off
+	host    string       // server.address and server.port of the target
+	port    int
 }
 
-func newClient(cfg Config, stats *Stats, metrics *Metrics) *client {
+func newClient(cfg Config, stats *Stats, metrics *Metrics, tp trace.TracerProvider) *client {
 	// Keep one idle connection per worker so connections are reused rather
 	// than re-dialled (the default keeps only 2 per host).
 	tr := &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:          cfg.Concurrency + 16,
-		MaxIdleConnsPerHost:   cfg.Concurrency + 16,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        cfg.Concurrency + 16,
+		MaxIdleConnsPerHost: cfg.Concurrency + 16,
+		// No limit on connections per host: the rate-mode pool may grow to
+		// -max-concurrency requests in flight.
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   5 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
 	payload := make([]byte, cfg.Size.Max)
 	_, _ = rand.Read(payload) // never fails
-	return &client{
+	c := &client{
 		http:    &http.Client{Transport: tr, Timeout: cfg.Timeout},
 		base:    cfg.Target + "/api/buckets/",
 		ids:     cfg.IDs,
@@ -47,6 +58,17 @@ func newClient(cfg Config, stats *Stats, metrics *Metrics) *client {
 		stats:   stats,
 		metrics: metrics,
 	}
+	if tp != nil {
+		c.tracer = tp.Tracer("github.com/sre-instrumentation/storage-api/internal/loadgen")
+		if u, err := url.Parse(cfg.Target); err == nil {
+			c.host = u.Hostname()
+			c.port, _ = strconv.Atoi(u.Port())
+			if c.port == 0 {
+				c.port = map[string]int{"http": 80, "https": 443}[u.Scheme]
+			}
+		}
+	}
+	return c
 }
 
 func (c *client) close() { c.http.CloseIdleConnections() }
@@ -56,13 +78,33 @@ func (c *client) randomID() string {
 	return "obj-" + strconv.Itoa(mrand.IntN(c.ids))
 }
 
-// do sends one request and records it with the latency since start: the
-// actual send time in scenario mode, the scheduled time in rate mode.
-func (c *client) do(ctx context.Context, method, id string, start time.Time) {
+// do sends one request and records it. Its latency runs from the send, except for a
+// late request in rate mode (one that waited for a free worker), whose latency runs from
+// its due time, the wait included.
+func (c *client) do(ctx context.Context, method, id string, j job) {
+	sent := time.Now()
+	start := sent
+	if j.late {
+		start = j.due
+	} else if j.paced {
+		c.stats.RecordLag(sent.Sub(j.due))
+	}
+	var span trace.Span
+	if c.tracer != nil {
+		ctx, span = c.startSpan(ctx, method, id, j, sent)
+	}
 	code, err := c.send(ctx, method, id)
-	latency := time.Since(start)
+	end := time.Now()
+	latency := end.Sub(start)
+	var traceID string
+	if span != nil {
+		if sc := span.SpanContext(); sc.IsSampled() {
+			traceID = sc.TraceID().String()
+		}
+		endSpan(span, code, err, end)
+	}
 	c.stats.Record(method, code, err, latency)
-	c.metrics.Observe(method, code, err, latency)
+	c.metrics.Observe(method, code, err, latency, traceID)
 }
 
 func (c *client) send(ctx context.Context, method, id string) (int, error) {
@@ -79,6 +121,9 @@ func (c *client) send(ctx context.Context, method, id string) (int, error) {
 	if body != nil {
 		req.ContentLength = n
 		req.Header.Set("Content-Type", "application/octet-stream")
+	}
+	if c.tracer != nil {
+		tracing.Propagator.Inject(ctx, propagation.HeaderCarrier(req.Header))
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

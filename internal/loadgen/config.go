@@ -28,6 +28,7 @@ type Config struct {
 	Mode           string
 	Rate           float64
 	Concurrency    int
+	MaxConcurrency int
 	Duration       time.Duration
 	IDs            int
 	Size           SizeRange
@@ -38,6 +39,8 @@ type Config struct {
 	MetricsAddress string
 	ReadyTimeout   time.Duration
 	Timeout        time.Duration
+	// Getenv reads the OTEL_* variables of tracing (nil: none set).
+	Getenv func(string) string
 }
 
 // EnvPrefix is prepended to a flag's upper-cased name (dashes become
@@ -55,6 +58,7 @@ func defaultConfig() Config {
 		Mode:           ModeScenario,
 		Rate:           20,
 		Concurrency:    8,
+		MaxConcurrency: 1000,
 		IDs:            8,
 		Size:           SizeRange{Min: 1024, Max: 1024},
 		Mix:            MustParseMix("put=1,get=3,head=1,delete=1"),
@@ -76,7 +80,8 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 	fs.StringVar(&c.Target, "target", EnvName("target"), c.Target, "base URL of the storage API")
 	fs.StringVar(&c.Mode, "mode", EnvName("mode"), c.Mode, "scenario (virtual users: PUT, think, GET, think/2, DELETE, random ids), script (the same tasks with the original script's ids: task i uses id i mod ids) or rate (open model, constant request rate)")
 	fs.Float64Var(&c.Rate, "rate", EnvName("rate"), c.Rate, "requests per second in rate mode")
-	fs.IntVar(&c.Concurrency, "concurrency", EnvName("concurrency"), c.Concurrency, "virtual users in scenario mode; maximum requests in flight in rate mode")
+	fs.IntVar(&c.Concurrency, "concurrency", EnvName("concurrency"), c.Concurrency, "virtual users in scenario mode; workers started with in rate mode (the pool grows up to -max-concurrency)")
+	fs.IntVar(&c.MaxConcurrency, "max-concurrency", EnvName("max-concurrency"), c.MaxConcurrency, "rate mode: most requests in flight; a request due while all are busy waits (late) and counts the wait")
 	fs.DurationVar(&c.Duration, "duration", EnvName("duration"), c.Duration, "how long to send traffic; 0 runs until SIGTERM/SIGINT")
 	fs.IntVar(&c.IDs, "ids", EnvName("ids"), c.IDs, "size of the id space (ids obj-0 .. obj-<ids-1>); small spaces make users collide like the original script")
 	fs.Var(&c.Size, "size", EnvName("size"), `payload bytes of a PUT: fixed ("1024", "4k", "1MiB") or a uniform range ("512-4096")`)
@@ -90,6 +95,7 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 	if err := fs.Parse(args, getenv); err != nil {
 		return c, err
 	}
+	c.Getenv = getenv
 	return c, c.Validate()
 }
 
@@ -110,6 +116,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("-rate %v: want a rate in (0, 1e6]", c.Rate)
 	case c.Concurrency < 1 || c.Concurrency > 100000:
 		return fmt.Errorf("-concurrency %d: want 1..100000", c.Concurrency)
+	case c.Mode == ModeRate && (c.MaxConcurrency < c.Concurrency || c.MaxConcurrency > 100000):
+		return fmt.Errorf("-max-concurrency %d: want -concurrency (%d) .. 100000", c.MaxConcurrency, c.Concurrency)
 	case c.Duration < 0:
 		return errors.New("-duration must not be negative")
 	case c.IDs < 1:

@@ -23,6 +23,9 @@ type Metrics struct {
 	Registry *prometheus.Registry
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	// Rate mode's timetable: scheduled = finished + in flight + dropped.
+	scheduled, late, dropped prometheus.Counter
+	workers                  prometheus.Gauge
 }
 
 // NewMetrics creates and registers the metrics.
@@ -40,26 +43,49 @@ func NewMetrics() *Metrics {
 			NativeHistogramBucketFactor:     1.1,
 			NativeHistogramMaxBucketNumber:  160,
 			NativeHistogramMinResetDuration: time.Hour,
+			NativeHistogramMaxExemplars:     10,
 		}, []string{"method"}),
+		scheduled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "loadgen_requests_scheduled_total",
+			Help: "Requests that fell due on the rate-mode timetable: each is sent (loadgen_requests_total once it finishes) or dropped.",
+		}),
+		late: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "loadgen_requests_late_total",
+			Help: "Rate-mode requests sent after their due time because every worker was busy at -max-concurrency; their latency counts the wait.",
+		}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "loadgen_requests_dropped_total",
+			Help: "Rate-mode requests that fell due but were never sent (still waiting for a worker when the run stopped).",
+		}),
+		workers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "loadgen_workers",
+			Help: "Rate-mode workers (the pool grows with need up to -max-concurrency).",
+		}),
 	}
 	m.Registry.MustRegister(
-		m.requests, m.duration,
+		m.requests, m.duration, m.scheduled, m.late, m.dropped, m.workers,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
 }
 
-// Observe records one finished request.
-func (m *Metrics) Observe(method string, code int, err error, latency time.Duration) {
+// Observe records one finished request; traceID, when set, is the id of its sampled
+// trace, kept as the exemplar {trace_id="..."} of its latency.
+func (m *Metrics) Observe(method string, code int, err error, latency time.Duration, traceID string) {
 	m.requests.WithLabelValues(method, StatusLabel(code, err)).Inc()
-	m.duration.WithLabelValues(method).Observe(latency.Seconds())
+	o := m.duration.WithLabelValues(method)
+	if traceID == "" {
+		o.Observe(latency.Seconds())
+		return
+	}
+	o.(prometheus.ExemplarObserver).ObserveWithExemplar(latency.Seconds(), prometheus.Labels{"trace_id": traceID})
 }
 
 // Handler serves /metrics, and /healthz for container probes.
 func (m *Metrics) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry, EnableOpenMetrics: true}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})

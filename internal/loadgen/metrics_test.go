@@ -12,9 +12,9 @@ import (
 
 func TestMetricsExposition(t *testing.T) {
 	m := NewMetrics()
-	m.Observe("GET", 200, nil, 3*time.Millisecond)
-	m.Observe("GET", 200, nil, 30*time.Millisecond)
-	m.Observe("PUT", 0, errors.New("connection refused"), time.Millisecond)
+	m.Observe("GET", 200, nil, 3*time.Millisecond, "")
+	m.Observe("GET", 200, nil, 30*time.Millisecond, "")
+	m.Observe("PUT", 0, errors.New("connection refused"), time.Millisecond, "")
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
 

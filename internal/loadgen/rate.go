@@ -2,58 +2,124 @@ package loadgen
 
 import (
 	"context"
+	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// runRate sends requests on a fixed timetable until stop is done: request i
-// is due at start + i/rate whatever happened to earlier ones (an open model).
-// At most cfg.Concurrency requests are in flight; when all workers are busy a
-// due request waits, and its latency, measured from its due time, includes
-// that wait. That is what a user arriving on schedule would see, so a stall
-// of the target shows up in the quantiles instead of being hidden by the
-// generator slowing down (coordinated omission).
+// job is one scheduled request handed to a worker.
+type job struct {
+	due   time.Time
+	paced bool // rate mode: due is a time on the timetable
+	// late: no worker was free at its due time and the pool was at -max-concurrency, so
+	// it waited for one. Its latency is measured from due, the wait included.
+	late bool
+}
+
+// runRate sends requests on a fixed timetable until stop is done: request i is due at
+// start + i/rate whatever happened to earlier ones (an open model). Every request that
+// falls due before stop is accounted for, as sent (on time or late) or dropped.
 //
-// The pacer is a few lines over time.Timer instead of a library: vegeta's
-// attacker measures latency from the actual send, not the schedule, and
-// golang.org/x/time/rate is a token bucket that lets a stalled client fall
-// behind silently.
+// A due request goes to an idle worker, or to a new one while the pool is below
+// cfg.MaxConcurrency (it starts with cfg.Concurrency), so a slow target makes the pool
+// grow instead of the rate fall, as vegeta's attacker does. Only at the bound does a due
+// request wait for a worker: it is then late, and its latency, measured from its due
+// time, includes that wait, which is what a user arriving on schedule would see
+// (no coordinated omission). Requests still waiting when stop comes are dropped and
+// counted as such.
 //
-// It returns the start of the timetable.
-func runRate(stop context.Context, reqCtx context.Context, cfg Config, c *client) time.Time {
-	due := make(chan time.Time) // unbuffered: nothing is queued when stop comes
+// An on-time request's latency is measured from its actual send: the pacer's own
+// wake-up delay (the generator's inaccuracy, not the target's) is kept out of it and
+// reported separately as schedule lag.
+//
+// It returns the start of the timetable and the number of requests that fell due.
+// The window is exact: with a duration, the requests due are those with
+// start + i/rate < start + duration, whatever the timers do at the boundary; stopped by
+// a signal (sig done), those due before it. It returns the window's start and end.
+func runRate(sig context.Context, reqCtx context.Context, cfg Config, c *client) (time.Time, time.Time) {
+	work := make(chan job) // unbuffered: a send succeeds only when a worker is idle
 	var wg sync.WaitGroup
-	for range cfg.Concurrency {
+	var workers atomic.Int64
+	spawn := func(first *job) {
+		c.metrics.workers.Set(float64(workers.Add(1)))
 		wg.Go(func() {
-			for at := range due {
-				c.do(reqCtx, c.mix.Pick(), c.randomID(), at)
+			if first != nil {
+				c.do(reqCtx, c.mix.Pick(), c.randomID(), *first)
+			}
+			for j := range work {
+				c.do(reqCtx, c.mix.Pick(), c.randomID(), j)
 			}
 		})
 	}
+	for range cfg.Concurrency {
+		spawn(nil)
+	}
 	start := time.Now()
+	end := time.Time{} // zero: until a signal
+	// windowOver is closed at the end of a timed window; it stops a wait for a worker.
+	windowOver := make(chan struct{})
+	if cfg.Duration > 0 {
+		end = start.Add(cfg.Duration)
+		t := time.AfterFunc(cfg.Duration, func() { close(windowOver) })
+		defer t.Stop()
+	}
 	interval := float64(time.Second) / cfg.Rate
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	<-timer.C
+	var scheduled, handed int64
 loop:
 	for i := int64(0); ; i++ {
 		at := start.Add(time.Duration(float64(i) * interval))
+		if !end.IsZero() && !at.Before(end) {
+			break
+		}
 		// Behind schedule (a busy moment) means no sleep: catch up at once.
 		if wait := time.Until(at); wait > 0 {
 			timer.Reset(wait)
 			select {
-			case <-stop.Done():
+			case <-sig.Done():
 				break loop
 			case <-timer.C:
 			}
 		}
+		scheduled++
+		c.metrics.scheduled.Inc()
+		j := job{due: at, paced: true}
 		select {
-		case <-stop.Done():
-			break loop
-		case due <- at:
+		case work <- j:
+		default:
+			if workers.Load() < int64(cfg.MaxConcurrency) {
+				spawn(&j)
+				break
+			}
+			// At the bound: wait for a worker, until the window ends.
+			j.late = true
+			select {
+			case work <- j:
+				c.stats.Late()
+				c.metrics.late.Inc()
+			case <-windowOver:
+				break loop
+			case <-sig.Done():
+				break loop
+			}
 		}
+		handed++
 	}
-	close(due)
+	close(work)
+	if end.IsZero() || sig.Err() != nil && time.Now().Before(end) {
+		end = time.Now()
+	}
+	// Everything due in the window and not handed to a worker is dropped. The loop may
+	// not have reached some of those (it was waiting for a worker when the window ended),
+	// so the timetable says how many fell due: i such that start + i*interval < end.
+	due := max(int64(math.Ceil(float64(end.Sub(start))/interval)), scheduled)
+	c.metrics.scheduled.Add(float64(due - scheduled))
+	c.stats.Scheduled(due, due-handed)
+	c.metrics.dropped.Add(float64(due - handed))
 	wg.Wait()
-	return start
+	c.metrics.workers.Set(0)
+	return start, end
 }

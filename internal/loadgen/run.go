@@ -10,13 +10,18 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/sre-instrumentation/storage-api/internal/tracing"
 )
 
 // Exit codes of Main.
 const (
-	ExitOK       = 0 // finished or stopped by a signal, error ratio within the limit
-	ExitFailed   = 1 // error ratio above -max-error-ratio, or the run could not start
-	ExitBadUsage = 2 // invalid flags or environment
+	ExitOK             = 0 // finished or stopped by a signal, error ratio within the limit
+	ExitFailed         = 1 // error ratio above -max-error-ratio, or the run could not start
+	ExitBadUsage       = 2 // invalid flags or environment
+	ExitRateNotReached = 3 // rate mode: some scheduled requests were late or dropped
 )
 
 // Main parses the configuration, runs, prints the summary to stdout and
@@ -48,6 +53,12 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		fmt.Fprintf(stderr, "loadgen: error ratio %.4f exceeds -max-error-ratio %.4f\n", sum.ErrorRatio, sum.MaxErrorRatio)
 		return ExitFailed
 	}
+	if sum.Mode == ModeRate && !sum.RateDelivered {
+		fmt.Fprintf(stderr, "loadgen: WARNING: the asked rate of %g req/s was not delivered: of %d scheduled requests %d were late "+
+			"(all %d workers busy) and %d dropped; raise -max-concurrency or lower -rate\n",
+			sum.TargetRate, sum.Scheduled, sum.Late, cfg.MaxConcurrency, sum.Dropped)
+		return ExitRateNotReached
+	}
 	return ExitOK
 }
 
@@ -55,10 +66,35 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 // ctx is done, lets the requests in flight finish, and returns the summary.
 // Progress and logs go to stderr. It fails only when it cannot start.
 func Run(ctx context.Context, cfg Config, stderr io.Writer) (Summary, error) {
+	return runWith(ctx, cfg, stderr, NewMetrics())
+}
+
+// runWith is Run recording into metrics.
+func runWith(ctx context.Context, cfg Config, stderr io.Writer, metrics *Metrics) (Summary, error) {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	stats := NewStats()
-	metrics := NewMetrics()
-	c := newClient(cfg, stats, metrics)
+	getenv := cfg.Getenv
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	tp, tcfg, err := tracing.New(ctx, "loadgen", "", getenv)
+	if err != nil {
+		return Summary{}, fmt.Errorf("tracing: %w", err)
+	}
+	var tracerProvider trace.TracerProvider // a nil interface when off
+	if tp != nil {
+		tracerProvider = tp
+		log.Info("tracing on", "config", tcfg.String())
+		defer func() {
+			// Flush the last batch of spans; a collector that is down loses them.
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := tp.Shutdown(fctx); err != nil {
+				log.Error("flushing spans failed", "err", err)
+			}
+		}()
+	}
+	c := newClient(cfg, stats, metrics, tracerProvider)
 	defer c.close()
 	sum := Summary{Mode: cfg.Mode, Target: cfg.Target, MaxErrorRatio: cfg.MaxErrorRatio, StoppedBy: "signal"}
 	if cfg.Mode == ModeRate {
@@ -93,7 +129,7 @@ func Run(ctx context.Context, cfg Config, stderr io.Writer) (Summary, error) {
 	attrs := []any{"mode", cfg.Mode, "target", cfg.Target, "concurrency", cfg.Concurrency,
 		"duration", cfg.Duration.String(), "ids", cfg.IDs, "size", cfg.Size.String()}
 	if cfg.Mode == ModeRate {
-		attrs = append(attrs, "rate", cfg.Rate, "mix", cfg.Mix.String())
+		attrs = append(attrs, "rate", cfg.Rate, "max_concurrency", cfg.MaxConcurrency, "mix", cfg.Mix.String())
 	} else {
 		attrs = append(attrs, "think", cfg.Think.String())
 	}
@@ -105,24 +141,26 @@ func Run(ctx context.Context, cfg Config, stderr io.Writer) (Summary, error) {
 	var progressDone sync.WaitGroup
 	progressDone.Go(func() { reportProgress(progressCtx, stats, stderr, isTerminal(stderr), log) })
 
-	start := time.Now()
+	start, end := time.Now(), time.Time{}
 	if cfg.Mode == ModeRate {
-		start = runRate(stop, reqCtx, cfg, c)
+		// The timetable has its own exact window; stop is not used.
+		start, end = runRate(ctx, reqCtx, cfg, c)
 	} else {
 		runScenario(stop, reqCtx, cfg, c)
+		end = time.Now()
+		if at := stoppedAt.Load(); at != 0 {
+			end = time.Unix(0, at)
+		}
 	}
 	stopProgress()
 	progressDone.Wait()
 
-	end := time.Now()
-	if at := stoppedAt.Load(); at != 0 {
-		end = time.Unix(0, at)
-	}
 	if ctx.Err() == nil {
 		sum.StoppedBy = "duration"
 	}
 	sum = finish(sum, stats, end.Sub(start))
-	log.Info("finished", "stopped_by", sum.StoppedBy, "requests", sum.Requests, "errors", sum.Errors)
+	log.Info("finished", "stopped_by", sum.StoppedBy, "scheduled", sum.Scheduled, "requests", sum.Requests,
+		"late", sum.Late, "dropped", sum.Dropped, "errors", sum.Errors)
 	return sum, nil
 }
 

@@ -254,14 +254,14 @@ func TestJSONShape(t *testing.T) {
 	if err := json.Unmarshal(stdout.Bytes(), &got); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"mode", "duration_seconds", "requests", "errors", "error_ratio", "achieved_rate",
+	for _, k := range []string{"mode", "duration_seconds", "scheduled", "requests", "late", "dropped", "rate_delivered", "errors", "error_ratio", "achieved_rate",
 		"by_method_status", "transport_errors", "latency_seconds"} {
 		if _, ok := got[k]; !ok {
 			t.Errorf("summary lacks %q: %s", k, stdout.String())
 		}
 	}
 	lat, _ := got["latency_seconds"].(map[string]any)
-	for _, k := range []string{"p50", "p90", "p99", "max"} {
+	for _, k := range []string{"p50", "p90", "p95", "p99", "max"} {
 		if v, ok := lat[k].(float64); !ok || v <= 0 {
 			t.Errorf("latency_seconds.%s = %v", k, lat[k])
 		}
@@ -275,17 +275,18 @@ func TestJSONShape(t *testing.T) {
 }
 
 func TestTextSummary(t *testing.T) {
-	sum := Summary{Mode: "rate", Target: "http://x", StoppedBy: "duration", DurationSeconds: 2, Requests: 3, Errors: 1,
+	sum := Summary{Mode: "rate", Target: "http://x", StoppedBy: "duration", DurationSeconds: 2, Scheduled: 4, Requests: 3, Late: 1, Dropped: 1, Errors: 1,
 		ErrorRatio: 1.0 / 3, MaxErrorRatio: 1, AchievedRate: 1.5, TargetRate: 2, TransportErrors: 1,
 		ByMethodStatus: map[string]map[string]int64{"GET": {"200": 1, "error": 1}, "PUT": {"201": 1}},
-		Latency:        Latency{P50: 0.0012, P90: 0.0031, P99: 0.25, Max: 1.5}}
+		Latency:        Latency{P50: 0.0012, P90: 0.0031, P95: 0.1, P99: 0.25, Max: 1.5}}
 	var b strings.Builder
 	if err := sum.WriteText(&b); err != nil {
 		t.Fatal(err)
 	}
 	// Compare with runs of spaces squeezed: the column widths are tabwriter's.
 	text := strings.Join(strings.Fields(b.String()), " ")
-	for _, want := range []string{"requests 3", "1.5 req/s achieved, 2.0 req/s asked", "33.33%", "p99 250ms", "max 1.5s",
+	for _, want := range []string{"requests 4 scheduled: 3 sent (1 of them late), 1 dropped", "WARNING the asked rate was not delivered: 1 late, 1 dropped",
+		"1.5 req/s achieved, 2.0 req/s asked", "33.33%", "p95 100ms", "p99 250ms", "max 1.5s",
 		"GET 200 1 GET error 1 PUT 201 1"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("text summary lacks %q:\n%s", want, b.String())

@@ -46,15 +46,15 @@ func runScenario(stop context.Context, reqCtx context.Context, cfg Config, c *cl
 			}
 			for stop.Err() == nil {
 				id := nextID()
-				c.do(reqCtx, http.MethodPut, id, time.Now())
+				c.do(reqCtx, http.MethodPut, id, job{due: time.Now()})
 				if !sleep(stop, cfg.Think) {
 					return
 				}
-				c.do(reqCtx, http.MethodGet, id, time.Now())
+				c.do(reqCtx, http.MethodGet, id, job{due: time.Now()})
 				if !sleep(stop, cfg.Think/2) {
 					return
 				}
-				c.do(reqCtx, http.MethodDelete, id, time.Now())
+				c.do(reqCtx, http.MethodDelete, id, job{due: time.Now()})
 			}
 		})
 	}

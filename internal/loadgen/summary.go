@@ -22,16 +22,27 @@ func (s Summary) WriteText(w io.Writer) error {
 	fmt.Fprintf(tw, "target\t%s\n", s.Target)
 	fmt.Fprintf(tw, "stopped by\t%s\n", s.StoppedBy)
 	fmt.Fprintf(tw, "duration\t%s\n", seconds(s.DurationSeconds).Round(time.Millisecond))
-	fmt.Fprintf(tw, "requests\t%d\n", s.Requests)
+	if s.Mode == ModeRate {
+		fmt.Fprintf(tw, "requests\t%d scheduled: %d sent (%d of them late), %d dropped\n", s.Scheduled, s.Requests, s.Late, s.Dropped)
+	} else {
+		fmt.Fprintf(tw, "requests\t%d\n", s.Requests)
+	}
 	if s.TargetRate > 0 {
 		fmt.Fprintf(tw, "rate\t%.1f req/s achieved, %.1f req/s asked\n", s.AchievedRate, s.TargetRate)
+		if !s.RateDelivered {
+			fmt.Fprintf(tw, "WARNING\tthe asked rate was not delivered: %d late, %d dropped\n", s.Late, s.Dropped)
+		}
 	} else {
 		fmt.Fprintf(tw, "rate\t%.1f req/s achieved\n", s.AchievedRate)
 	}
 	fmt.Fprintf(tw, "errors\t%d (%.2f%%, limit %.2f%%), of which transport errors: %d\n",
 		s.Errors, 100*s.ErrorRatio, 100*s.MaxErrorRatio, s.TransportErrors)
-	fmt.Fprintf(tw, "latency\tp50 %s  p90 %s  p99 %s  max %s\n",
-		fmtSeconds(s.Latency.P50), fmtSeconds(s.Latency.P90), fmtSeconds(s.Latency.P99), fmtSeconds(s.Latency.Max))
+	fmt.Fprintf(tw, "latency\tp50 %s  p90 %s  p95 %s  p99 %s  max %s\n",
+		fmtSeconds(s.Latency.P50), fmtSeconds(s.Latency.P90), fmtSeconds(s.Latency.P95), fmtSeconds(s.Latency.P99), fmtSeconds(s.Latency.Max))
+	if l := s.ScheduleLag; l != nil {
+		fmt.Fprintf(tw, "schedule lag\tp50 %s  p99 %s  max %s (due time to send of on-time requests; not in latency)\n",
+			fmtSeconds(l.P50), fmtSeconds(l.P99), fmtSeconds(l.Max))
+	}
 	fmt.Fprintf(tw, "\nmethod\tstatus\tcount\n")
 	for _, m := range slices.Sorted(maps.Keys(s.ByMethodStatus)) {
 		byStatus := s.ByMethodStatus[m]

@@ -171,9 +171,9 @@ func newSampler(getenv func(string) string, cfg *Config) (sdktrace.Sampler, erro
 // (key=value pairs, comma-separated, values percent-encoded) over them, and
 // OTEL_SERVICE_NAME over everything.
 func newResource(serviceName, version string, getenv func(string) string, cfg *Config) (*resource.Resource, error) {
-	attrs := map[string]string{
-		string(semconv.ServiceNameKey):    serviceName,
-		string(semconv.ServiceVersionKey): version,
+	attrs := map[string]string{string(semconv.ServiceNameKey): serviceName}
+	if version != "" {
+		attrs[string(semconv.ServiceVersionKey)] = version
 	}
 	if s := strings.TrimSpace(getenv("OTEL_RESOURCE_ATTRIBUTES")); s != "" {
 		for pair := range strings.SplitSeq(s, ",") {

@@ -1,0 +1,174 @@
+package loadgen
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sre-instrumentation/storage-api/internal/loadgen/apitest"
+)
+
+// slowAPI is the in-process API with a delay before some answers: delay(n) for the
+// n-th object request (from 1).
+func slowAPI(t *testing.T, api *apitest.Server, delay func(n int64) time.Duration) string {
+	t.Helper()
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			if d := delay(n.Add(1)); d > 0 {
+				time.Sleep(d)
+			}
+		}
+		api.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// mainJSON runs Main and decodes its JSON summary.
+func mainJSON(t *testing.T, args ...string) (Summary, int, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := Main(t.Context(), append([]string{"-metrics-address", "", "-output", "json"}, args...),
+		func(string) string { return "" }, &stdout, &stderr)
+	var sum Summary
+	if err := json.Unmarshal(stdout.Bytes(), &sum); err != nil {
+		t.Fatalf("summary %q: %v; stderr:\n%s", stdout.String(), err, stderr.String())
+	}
+	return sum, code, stderr.String()
+}
+
+// checkAccounting asserts the invariants every rate-mode summary must hold.
+func checkAccounting(t *testing.T, sum Summary, api *apitest.Server, rate float64) {
+	t.Helper()
+	if sum.Scheduled != sum.Requests+sum.Dropped {
+		t.Errorf("scheduled %d != sent %d + dropped %d", sum.Scheduled, sum.Requests, sum.Dropped)
+	}
+	if sum.Late > sum.Requests {
+		t.Errorf("late %d > sent %d", sum.Late, sum.Requests)
+	}
+	if served := sumCounts(api.Counts()); served != sum.Requests || sumCounts(sum.ByMethodStatus) != sum.Requests {
+		t.Errorf("sent %d, by_method_status %d, server answered %d", sum.Requests, sumCounts(sum.ByMethodStatus), served)
+	}
+	// The timetable: every i with start + i/rate before the stop. The window is at least
+	// as long as asked (the stop is a timer), so at least rate*duration fell due.
+	if want := int64(rate * sum.DurationSeconds); sum.Scheduled < want {
+		t.Errorf("scheduled %d over %.3f s at %g/s, want at least %d", sum.Scheduled, sum.DurationSeconds, rate, want)
+	}
+	if sum.RateDelivered != (sum.Late == 0 && sum.Dropped == 0) {
+		t.Errorf("rate_delivered %v with late %d dropped %d", sum.RateDelivered, sum.Late, sum.Dropped)
+	}
+}
+
+// TestRatePoolGrows: a target slow on 1 request in 5 (200 ms) at 50 req/s needs about
+// 10 requests in flight; starting with 1 worker, the pool grows and every scheduled
+// request is sent, none late. (With a fixed pool of -concurrency workers, the old pacer
+// sent about 22 req/s here and reported nothing.)
+func TestRatePoolGrows(t *testing.T) {
+	api := &apitest.Server{}
+	target := slowAPI(t, api, func(n int64) time.Duration {
+		if n%5 == 0 {
+			return 200 * time.Millisecond
+		}
+		return 0
+	})
+	sum, code, stderr := mainJSON(t, "-target", target, "-mode", "rate", "-rate", "50", "-duration", "1s", "-concurrency", "1")
+	checkAccounting(t, sum, api, 50)
+	if code != ExitOK || !sum.RateDelivered || sum.Dropped != 0 || sum.Late != 0 {
+		t.Errorf("exit %d, delivered %v, late %d, dropped %d; stderr:\n%s", code, sum.RateDelivered, sum.Late, sum.Dropped, stderr)
+	}
+	// Every fifth request took 200 ms: p90 and above must show it.
+	if sum.Latency.P95 < 0.2 || sum.Latency.Max < 0.2 {
+		t.Errorf("latency %+v: the 200 ms requests are missing", sum.Latency)
+	}
+	if sum.ScheduleLag == nil {
+		t.Error("no schedule lag reported in rate mode")
+	}
+}
+
+// TestRateStallAtEnd is the case the old pacer got wrong: the target stalls (600 ms per
+// request) for the second half of the run. Every request due during the stall is still
+// sent and counted, and its latency shows the stall.
+func TestRateStallAtEnd(t *testing.T) {
+	api := &apitest.Server{}
+	const rate, n = 100, 100
+	target := slowAPI(t, api, func(i int64) time.Duration {
+		if i > n/2 {
+			return 600 * time.Millisecond
+		}
+		return 0
+	})
+	sum, code, stderr := mainJSON(t, "-target", target, "-mode", "rate", "-rate", "100", "-duration", "1s", "-concurrency", "2")
+	checkAccounting(t, sum, api, rate)
+	if code != ExitOK || sum.Dropped != 0 || sum.Late != 0 {
+		t.Errorf("exit %d, late %d, dropped %d; stderr:\n%s", code, sum.Late, sum.Dropped, stderr)
+	}
+	// At least the second half took 600 ms: p95 and p99 are at least that.
+	if sum.Latency.P95 < 0.6 || sum.Latency.P99 < 0.6 {
+		t.Errorf("latency %+v: p95/p99 hide a 600 ms stall of half the requests", sum.Latency)
+	}
+}
+
+// TestRateNotDelivered: at the -max-concurrency bound, due requests wait (late, with the
+// wait in their latency) and those still waiting at the end are dropped; the run warns
+// and exits 3.
+func TestRateNotDelivered(t *testing.T) {
+	api := &apitest.Server{}
+	target := slowAPI(t, api, func(int64) time.Duration { return 300 * time.Millisecond })
+	sum, code, stderr := mainJSON(t, "-target", target, "-mode", "rate", "-rate", "100", "-duration", "1s",
+		"-concurrency", "1", "-max-concurrency", "4")
+	checkAccounting(t, sum, api, 100)
+	if code != ExitRateNotReached || !strings.Contains(stderr, "not delivered") {
+		t.Errorf("exit %d, want %d with a warning; stderr:\n%s", code, ExitRateNotReached, stderr)
+	}
+	// 4 workers at >= 300 ms each send at most 4/0.3 = 13.3 req/s, so in 1 s (plus the
+	// final in-flight requests) at most 4*ceil(run/0.3) of 100 due requests are sent.
+	if sum.RateDelivered || sum.Dropped < 50 || sum.Late == 0 {
+		t.Errorf("delivered %v, late %d, dropped %d of %d", sum.RateDelivered, sum.Late, sum.Dropped, sum.Scheduled)
+	}
+	// Every request took at least 300 ms at the server.
+	if sum.Latency.P50 < 0.3 {
+		t.Errorf("p50 %v below the server's 300 ms", sum.Latency.P50)
+	}
+}
+
+// TestRateMetricsAccount: the metrics say what the summary says.
+func TestRateMetricsAccount(t *testing.T) {
+	api := &apitest.Server{}
+	target := slowAPI(t, api, func(int64) time.Duration { return 300 * time.Millisecond })
+	cfg := testConfig(t, target, "-mode", "rate", "-rate", "50", "-duration", "500ms", "-concurrency", "1", "-max-concurrency", "2")
+	m := NewMetrics()
+	sum, err := runWith(t.Context(), cfg, io.Discard, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, mm := range mf.GetMetric() {
+			got[mf.GetName()] += mm.GetCounter().GetValue()
+		}
+	}
+	for name, want := range map[string]int64{
+		"loadgen_requests_scheduled_total": sum.Scheduled,
+		"loadgen_requests_late_total":      sum.Late,
+		"loadgen_requests_dropped_total":   sum.Dropped,
+		"loadgen_requests_total":           sum.Requests,
+	} {
+		if got[name] != float64(want) {
+			t.Errorf("%s = %v, summary says %d", name, got[name], want)
+		}
+	}
+	if sum.Dropped == 0 || sum.Late == 0 {
+		t.Errorf("late %d dropped %d: the test did not reach the bound", sum.Late, sum.Dropped)
+	}
+}
