@@ -69,6 +69,7 @@ func runRate(sig context.Context, reqCtx context.Context, cfg Config, c *client)
 	defer timer.Stop()
 	<-timer.C
 	var scheduled, handed int64
+	due := int64(-1) // requests due in the window; -1: count them from the timetable below
 loop:
 	for i := int64(0); ; i++ {
 		at := start.Add(time.Duration(float64(i) * interval))
@@ -80,9 +81,15 @@ loop:
 			timer.Reset(wait)
 			select {
 			case <-sig.Done():
+				// Stopped before this one fell due: exactly those counted were due.
+				due, end = scheduled, time.Now()
 				break loop
 			case <-timer.C:
 			}
+		}
+		if sig.Err() != nil { // catching up when the signal came
+			due, end = scheduled, time.Now()
+			break
 		}
 		scheduled++
 		c.metrics.scheduled.Inc()
@@ -103,19 +110,20 @@ loop:
 			case <-windowOver:
 				break loop
 			case <-sig.Done():
+				end = time.Now()
 				break loop
 			}
 		}
 		handed++
 	}
 	close(work)
-	if end.IsZero() || sig.Err() != nil && time.Now().Before(end) {
-		end = time.Now()
-	}
 	// Everything due in the window and not handed to a worker is dropped. The loop may
-	// not have reached some of those (it was waiting for a worker when the window ended),
-	// so the timetable says how many fell due: i such that start + i*interval < end.
-	due := max(int64(math.Ceil(float64(end.Sub(start))/interval)), scheduled)
+	// not have reached some of those (it was waiting for a worker when the window ended
+	// or the signal came), so the timetable says how many fell due: i such that
+	// start + i*interval < end.
+	if due < 0 {
+		due = max(int64(math.Ceil(float64(end.Sub(start))/interval)), scheduled)
+	}
 	c.metrics.scheduled.Add(float64(due - scheduled))
 	c.stats.Scheduled(due, due-handed)
 	c.metrics.dropped.Add(float64(due - handed))
