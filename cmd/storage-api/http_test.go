@@ -212,17 +212,28 @@ func TestRequestSmuggling(t *testing.T) {
 			if strings.Contains(raw, "smuggled") || len(rs) == 0 {
 				t.Fatalf("unexpected answers: %q", raw)
 			}
-			last := rs[len(rs)-1]
-			if last.StatusCode != http.StatusBadRequest {
-				t.Errorf("status %d, want 400", last.StatusCode)
-			}
-			wantJSONError(t, last.Header, []byte(last.Header.Get("X-Test-Body")))
-			if n := strings.Count(raw, "HTTP/1."); n != len(rs) || (len(rs) != 1 && !strings.HasPrefix(a.name, "after")) {
-				t.Errorf("%d responses, the pipelined request was answered: %q", len(rs), raw)
-			}
 			if !closed {
 				t.Errorf("connection left open after the ambiguous request")
 			}
+			if strings.HasPrefix(a.name, "after") {
+				// The clean request is served; the connection closes after it, or after
+				// the 400 to the ambiguous one (depending on whether the server had read
+				// ahead to it when it answered the first).
+				if rs[0].StatusCode != http.StatusOK {
+					t.Errorf("the clean request before the ambiguous one answered %d", rs[0].StatusCode)
+				}
+				rs = rs[1:]
+				if len(rs) == 0 {
+					return
+				}
+			}
+			if len(rs) != 1 || strings.Count(raw, "HTTP/1.") != len(responses(t, raw)) {
+				t.Fatalf("the pipelined request was answered: %q", raw)
+			}
+			if rs[0].StatusCode != http.StatusBadRequest {
+				t.Errorf("status %d, want 400", rs[0].StatusCode)
+			}
+			wantJSONError(t, rs[0].Header, []byte(rs[0].Header.Get("X-Test-Body")))
 		})
 	}
 	if status, _, _, _ := do(newClient(1), "GET", p.url+"/api/buckets/s1", nil, nil); status != 404 {

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"sync/atomic"
 )
 
@@ -21,7 +20,8 @@ import (
 // net/http reads it: each request's header block is examined for Content-Length and
 // Transfer-Encoding, then its body is skipped by its length or by its chunks. The
 // handler chain (observe) asks the connection's verdict through the request context:
-//   - both headers seen: 400 and the connection is closed after the answer;
+//   - both headers seen: that request is answered 400 and the connection closed (a
+//     request before it on the connection is served, then the connection closed);
 //   - the scan lost track of the framing (something net/http will reject, or this
 //     scanner does not understand): the connection is closed after the answer, so
 //     nothing that follows on it can be misread.
@@ -65,13 +65,23 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 	return ctx
 }
 
-// framingVerdict is the verdict of the request's connection (framingOK when the
-// connection is not guarded).
+// framingVerdict is the verdict for this request of its connection (framingOK when the
+// connection is not guarded). It must be called once per request, in order: it counts
+// the connection's requests, so that only the request that carried both framing
+// headers (and any after it) is refused, while one before it, already answered or
+// read ahead of it, is served and then closes the connection. Should the count ever
+// disagree with the scanner's, the outcome is still a closed connection.
 func framingVerdict(r *http.Request) connVerdict {
-	if g, ok := r.Context().Value(guardKey{}).(*guardConn); ok {
-		return connVerdict(g.verdict.Load())
+	g, ok := r.Context().Value(guardKey{}).(*guardConn)
+	if !ok {
+		return framingOK
 	}
-	return framingOK
+	i := g.served.Add(1) - 1
+	v := connVerdict(g.verdict.Load())
+	if v == framingAmbiguous && i < g.bad.Load() {
+		return framingLost
+	}
+	return v
 }
 
 type guardListener struct {
@@ -84,7 +94,9 @@ func (l *guardListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &guardConn{Conn: c, s: framingScanner{maxBlock: l.maxBlock}}, nil
+	g := &guardConn{Conn: c, s: framingScanner{maxBlock: l.maxBlock}}
+	g.bad.Store(-1)
+	return g, nil
 }
 
 // guardConn scans what the server reads. net/http never reads a connection from two
@@ -92,13 +104,18 @@ func (l *guardListener) Accept() (net.Conn, error) {
 type guardConn struct {
 	net.Conn
 	s       framingScanner
-	verdict atomic.Uint32
+	verdict atomic.Uint32 // set once (the scanner then stops)
+	bad     atomic.Int64  // index of the request with both headers, -1 if none
+	served  atomic.Int64  // requests that asked for their verdict
 }
 
 func (c *guardConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 && c.s.state != fsDone {
-		if v := c.s.scan(p[:n]); v != framingOK && connVerdict(c.verdict.Load()) < v {
+		if v := c.s.scan(p[:n]); v != framingOK {
+			if v == framingAmbiguous {
+				c.bad.Store(c.s.requests)
+			}
 			c.verdict.Store(uint32(v))
 		}
 	}
@@ -130,18 +147,19 @@ const (
 // and suffix of each line, never the whole line.
 type framingScanner struct {
 	maxBlock int
+	requests int64 // header blocks completed: the index of the request being read
 	state    framingState
 	n        int64 // bytes left in fsBody / fsChunkData (chunk data's CRLF included)
 	line     lineBuf
 	block    int // bytes of the current header block
 
 	// The current header block.
-	requestLine bool // seen
-	http11      bool // HTTP/1.1 or later: Transfer-Encoding applies
-	clValue     string
+	requestLine bool  // seen
+	http11      bool  // HTTP/1.1 or later: Transfer-Encoding applies
+	clValue     int64 // -1: not a valid length
 	clLines     int
 	clConflict  bool
-	teValue     string
+	teChunked   bool // the (last) Transfer-Encoding value is "chunked"
 	teLines     int
 	last        int // header of the previous line: 1 Content-Length, 2 Transfer-Encoding
 }
@@ -293,15 +311,16 @@ func (s *framingScanner) headerLine() connVerdict {
 		return framingLost // a framing field too long to have kept
 	}
 	s.last = field
-	v := string(bytes.Trim(value, " \t"))
+	v := bytes.Trim(value, " \t")
 	if field == 1 {
-		if s.clLines > 0 && v != s.clValue {
+		n := parseLength(v)
+		if s.clLines > 0 && n != s.clValue {
 			s.clConflict = true
 		}
-		s.clValue = v
+		s.clValue = n
 		s.clLines++
 	} else {
-		s.teValue = v
+		s.teChunked = bytes.EqualFold(v, []byte("chunked"))
 		s.teLines++
 	}
 	return framingOK
@@ -310,26 +329,26 @@ func (s *framingScanner) headerLine() connVerdict {
 // endOfBlock decides the body's framing once the header block is complete.
 func (s *framingScanner) endOfBlock() connVerdict {
 	defer func() {
-		s.requestLine, s.http11, s.clValue, s.clLines, s.clConflict = false, false, "", 0, false
-		s.teValue, s.teLines, s.last, s.block = "", 0, 0, 0
+		s.requestLine, s.http11, s.clValue, s.clLines, s.clConflict = false, false, 0, 0, false
+		s.teChunked, s.teLines, s.last, s.block = false, 0, 0, 0
 	}()
 	if s.clLines > 0 && s.teLines > 0 {
-		return framingAmbiguous
+		return framingAmbiguous // s.requests is this request's index
 	}
+	s.requests++
 	if s.teLines > 0 && s.http11 {
-		if s.teLines != 1 || !equalFoldString(s.teValue, "chunked") {
+		if s.teLines != 1 || !s.teChunked {
 			return framingLost // net/http answers 501 and closes
 		}
 		s.state = fsChunkLine
 		return framingOK
 	}
 	if s.clLines > 0 {
-		n, err := strconv.ParseUint(s.clValue, 10, 63)
-		if err != nil || s.clConflict || s.clValue[0] == '+' {
+		if s.clValue < 0 || s.clConflict {
 			return framingLost // net/http answers 400 and closes
 		}
-		if n > 0 {
-			s.state, s.n = fsBody, int64(n)
+		if s.clValue > 0 {
+			s.state, s.n = fsBody, s.clValue
 		}
 	}
 	return framingOK
@@ -379,4 +398,18 @@ func (s *framingScanner) chunkLine() connVerdict {
 	return framingOK
 }
 
-func equalFoldString(a, b string) bool { return bytes.EqualFold([]byte(a), []byte(b)) }
+// parseLength parses a Content-Length value as net/http does (decimal digits only,
+// fitting an int64), or returns -1.
+func parseLength(v []byte) int64 {
+	if len(v) == 0 || len(v) > 18 {
+		return -1 // 18 digits always fit; net/http's limit is higher, but no body is that long
+	}
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return -1
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n
+}
