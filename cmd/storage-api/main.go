@@ -56,10 +56,13 @@ func main() {
 	}
 }
 
-// run starts the server and blocks until ctx is cancelled (a signal), then shuts down
-// gracefully: readiness fails, the listener closes, in-flight requests finish, the
+// run starts the server (or, with "check" first, runs the offline scrub) and blocks
+// until ctx is cancelled (a signal), then shuts down gracefully: readiness fails, the listener closes, in-flight requests finish, the
 // store closes.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "check" {
+		return checkCommand(args[1:], getenv, stdout, stderr)
+	}
 	cfg, err := config.Parse(args, getenv, stderr)
 	if err != nil {
 		return err

@@ -221,9 +221,9 @@ func deleteObject(store storage.Store, log *slog.Logger) http.Handler {
 }
 
 // storeError maps a storage error to its response: 404 for a missing object, 412 for a
-// failed precondition, 501 for one the backend cannot enforce, 503 when
-// the store is unavailable (retrying may help), nothing for a client that left, and 500,
-// logged, for anything else.
+// failed precondition, 501 for one the backend cannot enforce, 503 when the store is
+// unavailable (retrying may help), 507 when its disk is full, nothing for a client that
+// left, and 500, logged, for a corrupt object or anything else.
 func storeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
@@ -233,6 +233,18 @@ func storeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	case errors.Is(err, storage.ErrConditionUnsupported):
 		// The backend cannot guard the write atomically, so it did not write at all.
 		writeError(w, http.StatusNotImplemented, err.Error())
+	case errors.Is(err, storage.ErrCorrupt):
+		// Never served: the bytes on disk are not the ones stored. A PUT or DELETE of
+		// the id repairs it; docs/alerts.md (StorageCorruptionDetected) says what else.
+		log.LogAttrs(r.Context(), slog.LevelError, "stored object is corrupt",
+			slog.String("id", r.PathValue("id")), slog.String("request_id", RequestID(r)), slog.Any("error", err))
+		writeError(w, http.StatusInternalServerError, "stored object is corrupt")
+	case errors.Is(err, storage.ErrNoSpace):
+		// Reads still work; retrying a write does not help until space is freed, so no
+		// Retry-After (docs/why-500.md).
+		log.LogAttrs(r.Context(), slog.LevelError, "storage full",
+			slog.String("request_id", RequestID(r)), slog.Any("error", err))
+		writeError(w, http.StatusInsufficientStorage, "insufficient storage: the store's disk is full or at its file size limit")
 	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		log.LogAttrs(r.Context(), slog.LevelWarn, "storage unavailable",
 			slog.String("request_id", RequestID(r)), slog.Any("error", err))

@@ -27,7 +27,13 @@ func InstrumentStore(s storage.Store, backend string, reg prometheus.Registerer)
 		NativeHistogramMaxExemplars:     nativeMaxExemplars,
 	}, []string{"backend", "operation", "result"})
 	reg.MustRegister(hist)
-	is := &instrumentedStore{Store: s, ops: map[string]map[string]prometheus.Observer{}}
+	corruption := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "storage_corruption_detected_total",
+		Help: "Reads refused because the stored object failed verification against its stored checksum (storage.ErrCorrupt), by backend.",
+	}, []string{"backend"})
+	reg.MustRegister(corruption)
+	is := &instrumentedStore{Store: s, ops: map[string]map[string]prometheus.Observer{},
+		corruption: corruption.WithLabelValues(backend)}
 	for _, op := range []string{"get", "put", "delete", "stat"} {
 		is.ops[op] = map[string]prometheus.Observer{}
 		for _, result := range []string{"ok", "not_found", "precondition_failed", "error"} {
@@ -51,6 +57,9 @@ type instrumentedStore struct {
 	// ops[operation][result], created up front: no label hashing per operation, and
 	// every series exists at zero from the start.
 	ops map[string]map[string]prometheus.Observer
+	// corruption counts ErrCorrupt from any operation, pre-created at 0 so that an alert
+	// on its increase works from the first detection.
+	corruption prometheus.Counter
 }
 
 // observe records an operation, with the trace id of a sampled request as exemplar.
@@ -65,6 +74,9 @@ func (s *instrumentedStore) observe(ctx context.Context, op string, start time.T
 		result = "precondition_failed"
 	default:
 		result = "error"
+		if errors.Is(err, storage.ErrCorrupt) {
+			s.corruption.Inc()
+		}
 	}
 	var traceID string
 	if sc := trace.SpanContextFromContext(ctx); sc.IsSampled() {

@@ -24,6 +24,13 @@ var (
 	// (s3 on a server without conditional writes). Nothing was written: a guarded write
 	// is refused rather than turned into a silent overwrite. The API answers 501.
 	ErrConditionUnsupported = errors.New("condition cannot be enforced atomically by this backend")
+	// ErrCorrupt: the stored object failed verification against the checksum stored with
+	// it (damaged disk or file). Never served; the API answers 500. Wrapped with the id.
+	ErrCorrupt = errors.New("stored object is corrupt")
+	// ErrNoSpace: a write failed because the backend's disk is full (ENOSPC) or the file
+	// may not grow (EFBIG: a file size limit). Nothing of the write was stored; reads
+	// still work. The API answers 507 Insufficient Storage.
+	ErrNoSpace = errors.New("no space left for the write")
 )
 
 // Condition is a write's precondition, evaluated atomically with the write.

@@ -9,16 +9,16 @@
 package bolt
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -33,14 +33,19 @@ const FileName = "objects.db"
 
 var (
 	objectsBucket = []byte("objects")
+	dataBucket    = []byte("data")
 	metaBucket    = []byte("meta")
 	countKey      = []byte("objects")
 	bytesKey      = []byte("bytes")
 )
 
-// maxBatch bounds one group commit so a flood of writers cannot make one transaction
-// (and the memory it dirties) arbitrarily large.
-const maxBatch = 512
+// A group commit takes at most maxBatch writes and maxBatchBytes of object data (a
+// single larger object goes alone), so a flood of writers cannot make one transaction,
+// and the page buffers bbolt allocates for every value at commit, arbitrarily large.
+const (
+	maxBatch      = 512
+	maxBatchBytes = 32 << 20
+)
 
 type opKind int
 
@@ -54,7 +59,7 @@ type writeOp struct {
 	id          string
 	contentType string
 	data        []byte
-	etag        string
+	sum         [32]byte
 	cond        storage.Condition
 
 	// Results, valid after done is closed.
@@ -81,6 +86,9 @@ func Open(dir string) (*Store, error) {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
 	path := filepath.Join(dir, FileName)
+	if err := checkFile(path); err != nil {
+		return nil, err
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		// A second process on the same file fails fast instead of hanging on the flock.
 		Timeout: 2 * time.Second,
@@ -94,11 +102,12 @@ func Open(dir string) (*Store, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		if _, err := tx.CreateBucketIfNotExists(objectsBucket); err != nil {
-			return err
+		for _, b := range [][]byte{objectsBucket, dataBucket, metaBucket} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
 		}
-		_, err := tx.CreateBucketIfNotExists(metaBucket)
-		return err
+		return nil
 	})
 	if err != nil {
 		db.Close()
@@ -114,52 +123,10 @@ func Open(dir string) (*Store, error) {
 	return s, nil
 }
 
-// Value layout: 1-byte format version, 2-byte content-type length, content type,
-// 32-byte SHA-256, data. Versioned so the layout can change without a migration tool.
-const (
-	formatV1   = 1
-	headerSize = 1 + 2
-	hashSize   = 32
-)
-
-func encode(contentType string, etag string, data []byte) ([]byte, error) {
-	if len(contentType) > 0xffff {
-		return nil, errors.New("content type too long")
-	}
-	sum, err := hex.DecodeString(etag)
-	if err != nil || len(sum) != hashSize {
-		return nil, fmt.Errorf("bad etag %q", etag)
-	}
-	v := make([]byte, 0, headerSize+len(contentType)+hashSize+len(data))
-	v = append(v, formatV1)
-	v = binary.BigEndian.AppendUint16(v, uint16(len(contentType)))
-	v = append(v, contentType...)
-	v = append(v, sum...)
-	return append(v, data...), nil
-}
-
-// decode returns the metadata and a slice of v holding the data (valid only inside the
-// transaction that read v).
-func decode(v []byte) (storage.Info, []byte, error) {
-	if len(v) < headerSize || v[0] != formatV1 {
-		return storage.Info{}, nil, errors.New("corrupt record: bad header")
-	}
-	n := int(binary.BigEndian.Uint16(v[1:3]))
-	rest := v[headerSize:]
-	if len(rest) < n+hashSize {
-		return storage.Info{}, nil, errors.New("corrupt record: truncated")
-	}
-	data := rest[n+hashSize:]
-	return storage.Info{
-		ContentType: string(rest[:n]),
-		ETag:        hex.EncodeToString(rest[n : n+hashSize]),
-		Size:        int64(len(data)),
-	}, data, nil
-}
-
 func (s *Store) Put(ctx context.Context, id, contentType string, data []byte, cond storage.Condition) (storage.PutResult, error) {
 	info := storage.NewInfo(contentType, data)
-	op := &writeOp{kind: opPut, id: id, contentType: contentType, data: data, etag: info.ETag, cond: cond}
+	op := &writeOp{kind: opPut, id: id, contentType: contentType, data: data, cond: cond}
+	hex.Decode(op.sum[:], []byte(info.ETag))
 	if err := s.submit(ctx, op); err != nil {
 		return storage.PutResult{}, err
 	}
@@ -207,19 +174,29 @@ const tracerName = "github.com/sre-instrumentation/storage-api/internal/storage/
 func (s *Store) commitLoop() {
 	defer close(s.exited)
 	batch := make([]*writeOp, 0, maxBatch)
+	var next *writeOp // received, but did not fit in the previous batch
 	for {
-		select {
-		case op := <-s.writes:
-			batch = append(batch[:0], op)
-		case <-s.quit:
-			return
-		}
-		// Take every writer already waiting; they share this transaction's fsync.
-	drain:
-		for len(batch) < maxBatch {
+		if next != nil {
+			batch, next = append(batch[:0], next), nil
+		} else {
 			select {
 			case op := <-s.writes:
-				batch = append(batch, op)
+				batch = append(batch[:0], op)
+			case <-s.quit:
+				return
+			}
+		}
+		// Take every writer already waiting; they share this transaction's fsync.
+		size := len(batch[0].data)
+	drain:
+		for len(batch) < maxBatch && size < maxBatchBytes {
+			select {
+			case op := <-s.writes:
+				if size+len(op.data) > maxBatchBytes {
+					next = op
+					break drain
+				}
+				batch, size = append(batch, op), size+len(op.data)
 			default:
 				break drain
 			}
@@ -233,50 +210,79 @@ func (s *Store) commitLoop() {
 	}
 }
 
+// errPanic marks a commit that bbolt panicked in (a damaged page).
+var errPanic = errors.New("bbolt panicked")
+
+// commit applies batch in one transaction. A write's own failure (a bad argument, a
+// precondition) fails only that write; a failure of the transaction fails them all, and
+// nothing of any of them is stored.
 func (s *Store) commit(batch []*writeOp) {
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		objects, meta := tx.Bucket(objectsBucket), tx.Bucket(metaBucket)
+	err := s.update(func(tx *bolt.Tx) error {
+		objects, data, meta := tx.Bucket(objectsBucket), tx.Bucket(dataBucket), tx.Bucket(metaBucket)
 		count, size := readInt(meta, countKey), readInt(meta, bytesKey)
 		for _, op := range batch {
 			op.created, op.err = false, nil
-			old := objects.Get([]byte(op.id))
+			key := []byte(op.id)
+			old, oldData := objects.Get(key), data.Get(key)
+			exists := old != nil
 			var oldSize int64
+			// A damaged record (exists, but its ETag cannot be trusted) is replaced or
+			// removed like any other: that is its repair. Only If-Match: * or no
+			// condition can match it.
 			var oldETag string
-			if old != nil {
-				info, _, err := decode(old)
-				if err != nil {
-					return fmt.Errorf("id %q: %w", op.id, err)
+			if exists {
+				if r, _, err := parseRecord(op.id, old); err == nil {
+					oldSize, oldETag = r.info.Size, r.info.ETag
+				} else {
+					oldSize = damagedSize(old, oldData)
 				}
-				oldSize, oldETag = info.Size, info.ETag
 			}
 			// The condition is checked here, inside the transaction that writes: it sees
 			// the effect of every earlier op of this batch, and fails only its own op.
-			if old != nil || op.kind == opPut {
-				if op.err = op.cond.Check(old != nil, oldETag); op.err != nil {
+			if exists || op.kind == opPut {
+				if op.err = op.cond.Check(exists, oldETag); op.err != nil {
 					continue
 				}
 			}
 			switch op.kind {
 			case opPut:
-				v, err := encode(op.contentType, op.etag, op.data)
+				v, inline, err := encodeV2(op.id, op.contentType, op.sum, op.data)
 				if err != nil {
 					op.err = err
 					continue
 				}
-				if err := objects.Put([]byte(op.id), v); err != nil {
+				switch {
+				case !inline:
+					// bbolt keeps a reference to op.data until the commit: the caller's
+					// buffer is written to the file without a copy of our own.
+					if err := data.Put(key, op.data); err != nil {
+						return err
+					}
+				case oldData != nil: // the previous version's data was stored apart
+					if err := data.Delete(key); err != nil {
+						return err
+					}
+				}
+				if err := objects.Put(key, v); err != nil {
 					return err
 				}
-				if old == nil {
+				if !exists {
 					op.created = true
 					count++
 				}
 				size += int64(len(op.data)) - oldSize
 			case opDelete:
-				if old == nil {
+				if oldData != nil {
+					// Also data left without its record (see Check): DELETE clears it.
+					if err := data.Delete(key); err != nil {
+						return err
+					}
+				}
+				if !exists {
 					op.err = storage.ErrNotFound
 					continue
 				}
-				if err := objects.Delete([]byte(op.id)); err != nil {
+				if err := objects.Delete(key); err != nil {
 					return err
 				}
 				count--
@@ -288,12 +294,76 @@ func (s *Store) commit(batch []*writeOp) {
 		}
 		return writeInt(meta, bytesKey, size)
 	})
-	if err != nil {
-		// The whole transaction rolled back: nothing in it happened.
+	if err == nil {
+		return
+	}
+	if errors.Is(err, errPanic) && len(batch) > 1 {
+		// Rolled back. Retry one write per transaction, so that only the writes that
+		// touch the damaged page fail.
 		for _, op := range batch {
-			op.created, op.err = false, fmt.Errorf("bolt commit: %w", err)
+			s.commit([]*writeOp{op})
+		}
+		return
+	}
+	// The whole transaction rolled back: nothing in it happened.
+	err = commitError(err)
+	for _, op := range batch {
+		op.created, op.err = false, err
+	}
+}
+
+// damagedSize is the best estimate of the data size of a record that cannot be parsed,
+// for the storage_bytes total: the data value's length when the data is stored apart;
+// else the record's own size field if the value's length agrees with it and with its
+// content-type length (exact unless the damage hit exactly those fields); else the
+// value's length minus a header with an empty content type.
+func damagedSize(old, oldData []byte) int64 {
+	if oldData != nil {
+		return int64(len(oldData))
+	}
+	if len(old) >= v2Fixed {
+		n := int(binary.BigEndian.Uint16(old[2:4]))
+		if end := v2Fixed + n; len(old) >= end {
+			size := binary.BigEndian.Uint64(old[v2Header+n+hashSize:])
+			if uint64(len(old)-end) == size {
+				return int64(size)
+			}
 		}
 	}
+	if len(old) >= v1Header && old[0] == formatV1 {
+		if n := int(binary.BigEndian.Uint16(old[1:3])); len(old) >= v1Header+n+hashSize {
+			return int64(len(old) - v1Header - n - hashSize)
+		}
+		return int64(max(0, len(old)-v1Header-hashSize))
+	}
+	return int64(max(0, len(old)-v2Fixed))
+}
+
+// commitError classifies a failed commit: a full disk (or a file that may not grow) is
+// storage.ErrNoSpace, which the API answers with 507. bbolt wraps the error of growing
+// the file with %s, so the message is matched too.
+func commitError(err error) error {
+	msg := err.Error()
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EFBIG) ||
+		strings.Contains(msg, syscall.ENOSPC.Error()) || strings.Contains(msg, syscall.EDQUOT.Error()) ||
+		strings.Contains(msg, syscall.EFBIG.Error()) {
+		return fmt.Errorf("%w: bolt commit: %v", storage.ErrNoSpace, err)
+	}
+	if errors.Is(err, errPanic) {
+		return fmt.Errorf("%w: bolt commit: %v", storage.ErrCorrupt, err)
+	}
+	return fmt.Errorf("bolt commit: %w", err)
+}
+
+// update is db.Update that turns a panic into an error: bbolt panics on some damaged
+// pages, and Update has rolled the transaction back by the time the panic gets here.
+func (s *Store) update(fn func(*bolt.Tx) error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: %v", errPanic, p)
+		}
+	}()
+	return s.db.Update(fn)
 }
 
 func readInt(b *bolt.Bucket, key []byte) int64 {
@@ -306,38 +376,6 @@ func readInt(b *bolt.Bucket, key []byte) int64 {
 
 func writeInt(b *bolt.Bucket, key []byte, n int64) error {
 	return b.Put(key, binary.BigEndian.AppendUint64(nil, uint64(n)))
-}
-
-func (s *Store) Get(_ context.Context, id string) (*storage.Object, error) {
-	var obj *storage.Object
-	err := s.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(objectsBucket).Get([]byte(id))
-		if v == nil {
-			return storage.ErrNotFound
-		}
-		info, data, err := decode(v)
-		if err != nil {
-			return err
-		}
-		// Copy out: v points into the mmap, valid only during the transaction.
-		obj = &storage.Object{Info: info, Body: newBody(data)}
-		return nil
-	})
-	return obj, err
-}
-
-func (s *Store) Stat(_ context.Context, id string) (storage.Info, error) {
-	var info storage.Info
-	err := s.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(objectsBucket).Get([]byte(id))
-		if v == nil {
-			return storage.ErrNotFound
-		}
-		var err error
-		info, _, err = decode(v)
-		return err
-	})
-	return info, err
 }
 
 func (s *Store) Stats() (storage.Stats, error) {
@@ -359,8 +397,16 @@ func (s *Store) Ready(context.Context) error {
 	return s.view(func(tx *bolt.Tx) error { return nil })
 }
 
-func (s *Store) view(fn func(*bolt.Tx) error) error {
-	err := s.db.View(fn)
+func (s *Store) view(fn func(*bolt.Tx) error) (err error) {
+	// bbolt panics on some damaged pages (a bad page type, an element past the page).
+	// View has rolled the transaction back by the time the panic reaches here, so one
+	// damaged page fails its own request instead of the process.
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: reading the file failed: %v", storage.ErrCorrupt, p)
+		}
+	}()
+	err = s.db.View(fn)
 	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
 		return storage.ErrUnavailable
 	}
@@ -376,8 +422,4 @@ func (s *Store) Close() error {
 		err = s.db.Close()
 	})
 	return err
-}
-
-func newBody(data []byte) io.ReadCloser {
-	return io.NopCloser(bytes.NewReader(bytes.Clone(data)))
 }
