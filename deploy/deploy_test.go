@@ -36,6 +36,7 @@ type panel struct {
 	ID          int         `json:"id"`
 	Type        string      `json:"type"`
 	Title       string      `json:"title"`
+	Description string      `json:"description"`
 	Datasource  *datasource `json:"datasource"`
 	FieldConfig struct {
 		Defaults struct {
@@ -223,6 +224,10 @@ func TestDashboard(t *testing.T) {
 		graphs++
 		if p.Title == "" {
 			t.Errorf("panel %d has no title", p.ID)
+		}
+		// Grafana's dashboard-linter (panel-title-description-rule): the description is the on-call's help.
+		if strings.TrimSpace(p.Description) == "" {
+			t.Errorf("panel %q has no description", p.Title)
 		}
 		if p.Datasource == nil || *p.Datasource != want {
 			t.Errorf("panel %q: datasource %+v, want %+v", p.Title, p.Datasource, want)
