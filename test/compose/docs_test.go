@@ -172,11 +172,12 @@ func durationEqual(a, b string) bool {
 }
 
 // TestMetricsDocMatchesLive compares the metric names and types of docs/metrics.md with what the real binary
-// serves on /metrics (memory backend, fresh start), both ways.
+// serves on /metrics (bolt, the default backend, which exports every metric memory does; fresh start), both
+// ways.
 func TestMetricsDocMatchesLive(t *testing.T) {
 	bin := filepath.Join(binaries(t), "storage-api")
 	addr := freeAddr(t)
-	startProcess(t, bin, []string{"-listen-address", addr, "-storage", "memory", "-access-log=false"}, nil)
+	startProcess(t, bin, []string{"-listen-address", addr, "-storage", "bolt", "-data-dir", t.TempDir(), "-access-log=false"}, nil)
 	waitHTTP(t, "http://"+addr+"/readyz", 200, 20*time.Second)
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
