@@ -157,6 +157,15 @@ func TestLengthRequired(t *testing.T) {
 		if status, _, _, _ := do(newClient(1), "GET", p.url+"/api/buckets/unframed", nil, nil); status != 404 {
 			t.Errorf("after the 411, GET answered %d, want 404 (nothing stored)", status)
 		}
+		// The unframed body is not read as a next request: the connection closes.
+		raw, closed := rawExchangeClosed(t, p.addr, "PUT /api/buckets/unframed HTTP/1.1\r\nHost: x\r\n\r\n"+
+			"PUT /api/buckets/inner HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx", 3*time.Second)
+		if rs := responses(t, raw); len(rs) != 1 || rs[0].StatusCode != http.StatusLengthRequired || !closed {
+			t.Fatalf("unframed PUT whose body is a request: answered %q (closed: %v), want one 411 and a closed connection", raw, closed)
+		}
+		if status, _, _, _ := do(newClient(1), "GET", p.url+"/api/buckets/inner", nil, nil); status != 404 {
+			t.Errorf("the body of the unframed PUT was executed as a request (GET inner: %d)", status)
+		}
 		// Content-Length: 0 is framing: an empty object is stored.
 		raw = rawExchange(t, p.addr, "PUT /api/buckets/empty HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 5*time.Second)
 		if rs := responses(t, raw); len(rs) != 1 || rs[0].StatusCode != http.StatusCreated {

@@ -122,6 +122,15 @@ func (c *guardConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// CloseWrite keeps the TCP half-close net/http does before closing a connection whose
+// request body was not read, so the client reads the answer instead of a reset.
+func (c *guardConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 // ReadFrom keeps the kernel's copy paths (sendfile, splice) that net/http uses when the
 // connection is a *net.TCPConn.
 func (c *guardConn) ReadFrom(r io.Reader) (int64, error) {

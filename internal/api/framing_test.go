@@ -1,9 +1,43 @@
 package api
 
 import (
+	"io"
+	"net"
 	"strings"
 	"testing"
 )
+
+// The guard must not hide what net/http looks for on a *net.TCPConn: CloseWrite (the
+// half-close before closing on an unread body, without which the client may get a
+// reset instead of the answer) and ReadFrom (sendfile).
+func TestGuardConnKeepsTCPMethods(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := GuardListener(ln, 0)
+	defer g.Close()
+	go func() {
+		if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+			defer c.Close()
+			io.Copy(io.Discard, c)
+		}
+	}()
+	c, err := g.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, ok := c.(interface{ CloseWrite() error }); !ok {
+		t.Error("guarded connection has no CloseWrite")
+	}
+	if _, ok := c.(io.ReaderFrom); !ok {
+		t.Error("guarded connection has no ReadFrom")
+	}
+	if err := c.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+		t.Errorf("CloseWrite: %v", err)
+	}
+}
 
 func TestFramingScanner(t *testing.T) {
 	const ambiguous = "PUT /x HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"

@@ -35,6 +35,9 @@ func putObject(store storage.Store, maxSize int64, b *bodies, log *slog.Logger) 
 			return
 		}
 		if !framed(r) {
+			// Whatever the client sent as a body is still on the wire, where net/http
+			// would read it as the next request: close the connection instead.
+			w.Header().Set("Connection", "close")
 			writeError(w, http.StatusLengthRequired, "Content-Length or Transfer-Encoding: chunked is required")
 			return
 		}
