@@ -15,6 +15,7 @@ import (
 
 	"github.com/sre-instrumentation/storage-api/internal/envflag"
 	"github.com/sre-instrumentation/storage-api/internal/fault"
+	"github.com/sre-instrumentation/storage-api/internal/tracing"
 )
 
 // Config is storage-api's configuration.
@@ -76,6 +77,7 @@ var ErrHelp = flag.ErrHelp
 func Parse(args []string, getenv func(string) string, output io.Writer) (Config, error) {
 	var c Config
 	fs := envflag.New("storage-api", output)
+	fs.Footer = tracing.EnvHelp
 	fs.StringVar(&c.ListenAddress, "listen-address", "LISTEN_ADDRESS", ":5000", "address to listen on (env PORT=N also works, meaning :N)")
 	fs.StringVar(&c.DebugAddress, "debug-address", "DEBUG_ADDRESS", "", "address of a separate listener serving /debug/pprof/ (never on the API port); a bare port or :port binds 127.0.0.1; empty: off")
 	fs.StringVar(&c.Storage, "storage", "STORAGE_BACKEND", "bolt", "storage backend: "+strings.Join(Backends, ", "))

@@ -20,6 +20,8 @@ type FlagSet struct {
 	// the flag package) accepts "NaN" and "Inf", which every comparison in a range
 	// check lets through.
 	floats map[string]*float64
+	// Footer is printed after the flags by -h (variables read without a flag).
+	Footer string
 }
 
 // New returns a FlagSet that prints errors and usage to output.
@@ -29,6 +31,9 @@ func New(name string, output io.Writer) *FlagSet {
 	fs.Usage = func() {
 		fmt.Fprintf(output, "Usage of %s (each flag can also be set by the variable shown; the flag wins):\n", name)
 		fs.PrintDefaults()
+		if fs.Footer != "" {
+			fmt.Fprint(output, "\n"+fs.Footer)
+		}
 	}
 	return fs
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sre-instrumentation/storage-api/internal/envflag"
+	"github.com/sre-instrumentation/storage-api/internal/tracing"
 )
 
 // Modes.
@@ -77,6 +78,7 @@ func defaultConfig() Config {
 func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
 	c := defaultConfig()
 	fs := envflag.New("loadgen", usage)
+	fs.Footer = tracing.EnvHelp
 	fs.StringVar(&c.Target, "target", EnvName("target"), c.Target, "base URL of the storage API")
 	fs.StringVar(&c.Mode, "mode", EnvName("mode"), c.Mode, "scenario (virtual users: PUT, think, GET, think/2, DELETE, random ids), script (the same tasks with the original script's ids: task i uses id i mod ids) or rate (open model, constant request rate)")
 	fs.Float64Var(&c.Rate, "rate", EnvName("rate"), c.Rate, "requests per second in rate mode")

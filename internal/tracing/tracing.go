@@ -34,6 +34,22 @@ const DefaultSampleRatio = 0.01
 // and what every current tracer speaks.
 var Propagator propagation.TextMapPropagator = propagation.TraceContext{}
 
+// EnvHelp lists the variables New reads, for the binaries' -h.
+const EnvHelp = `Tracing (OpenTelemetry; off unless an OTLP endpoint is set; docs/tracing.md) reads the standard variables:
+  OTEL_EXPORTER_OTLP_ENDPOINT          OTLP/HTTP base URL (/v1/traces is appended), e.g. http://jaeger:4318
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT   full OTLP/HTTP traces URL (wins over the above)
+  OTEL_EXPORTER_OTLP_PROTOCOL          http/protobuf (the only one supported)
+  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL   same, for traces only
+  OTEL_EXPORTER_OTLP_HEADERS           headers sent with each export (also _TIMEOUT, _COMPRESSION, _CERTIFICATE)
+  OTEL_SERVICE_NAME                    service.name
+  OTEL_RESOURCE_ATTRIBUTES             key=value,... resource attributes
+  OTEL_TRACES_SAMPLER                  default parentbased_traceidratio
+  OTEL_TRACES_SAMPLER_ARG              the ratio, default 0.01
+  OTEL_TRACES_EXPORTER                 otlp, or none to switch tracing off
+  OTEL_BSP_SCHEDULE_DELAY              batch span processor (also _EXPORT_TIMEOUT, _MAX_QUEUE_SIZE, _MAX_EXPORT_BATCH_SIZE)
+  OTEL_SDK_DISABLED                    true switches tracing off
+`
+
 // Config is what New read from the environment; String describes it for the start-up log.
 type Config struct {
 	Endpoint    string // OTLP/HTTP traces URL

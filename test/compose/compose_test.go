@@ -14,7 +14,7 @@ import (
 
 // The default stack is what `docker compose up` starts; the s3 profile adds to it.
 var (
-	defaultServices = []string{"alertmanager", "grafana", "loadgen", "prometheus", "storage_api"}
+	defaultServices = []string{"alertmanager", "grafana", "jaeger", "loadgen", "prometheus", "storage_api"}
 	s3Services      = []string{"loadgen_s3", "storage_api_s3", "versitygw"}
 )
 
@@ -202,6 +202,7 @@ func TestComposeMounts(t *testing.T) {
 		{"alertmanager", "/etc/alertmanager/alertmanager.yml"},
 		{"grafana", "/var/lib/grafana/dashboards/storage-api.json"},
 		{"grafana", "/etc/grafana/provisioning"},
+		{"jaeger", "/etc/jaeger/config.yaml"},
 	} {
 		host := hostPathFor(service(t, p, c.service), c.path)
 		if host == "" {
@@ -213,7 +214,8 @@ func TestComposeMounts(t *testing.T) {
 		}
 	}
 	prom := service(t, p, "prometheus")
-	for _, flag := range []string{"--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"} {
+	for _, flag := range []string{"--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus",
+		"--enable-feature=exemplar-storage"} {
 		if !slices.Contains(prom.Command, flag) {
 			t.Errorf("prometheus command %q lacks %s", prom.Command, flag)
 		}
@@ -247,7 +249,7 @@ func TestComposeHardening(t *testing.T) {
 			t.Errorf("%s: restart %q, want unless-stopped", name, s.Restart)
 		}
 	}
-	for _, name := range []string{"storage_api", "loadgen", "storage_api_s3", "loadgen_s3", "prometheus", "alertmanager"} {
+	for _, name := range []string{"storage_api", "loadgen", "storage_api_s3", "loadgen_s3", "prometheus", "alertmanager", "jaeger"} {
 		if !service(t, p, name).ReadOnly {
 			t.Errorf("%s should have read_only: true", name)
 		}

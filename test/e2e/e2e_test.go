@@ -691,11 +691,20 @@ type proc struct {
 // when the test failed.
 func start(ctx context.Context, t *testing.T, name, logPath, bin string, args ...string) *proc {
 	t.Helper()
+	return startEnv(ctx, t, name, logPath, bin, nil, args...)
+}
+
+// startEnv is start with env added to the test's environment.
+func startEnv(ctx context.Context, t *testing.T, name, logPath, bin string, env []string, args ...string) *proc {
+	t.Helper()
 	logf, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.CommandContext(ctx, bin, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Cancel = func() error { return cmd.Process.Kill() }
 	if err := cmd.Start(); err != nil {

@@ -1,0 +1,393 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Traffic of the tracing test: loadgen samples half of its requests, so the test sees both kinds.
+const (
+	traceRate     = 40
+	traceDuration = 8 * time.Second
+	traceRatio    = 0.5
+)
+
+// TestTracesEndToEnd is the path docs/tracing.md describes, with the real parts: loadgen and
+// storage-api export spans to a real Jaeger (the pinned v2 all-in-one from tools/install.sh, run with
+// deploy/jaeger/config.yaml), a real Prometheus scrapes both with exemplar storage on. Each exemplar of
+// the latency histogram that Prometheus returns names a trace that Jaeger has, holding loadgen's client
+// span, the API's server span and its store span, and the API's access log names it too. Requests that
+// loadgen did not sample leave no trace anywhere.
+func TestTracesEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skipping the tracing end-to-end test (builds binaries, runs Jaeger and Prometheus)")
+	}
+	prometheusBin, jaegerBin := absPath(t, ".tools/bin/prometheus"), absPath(t, ".tools/bin/jaeger")
+	for _, b := range []string{prometheusBin, jaegerBin} {
+		if _, err := os.Stat(b); errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("%s is missing: run tools/install.sh (it builds the pinned tools into .tools/bin)", b)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin+string(filepath.Separator), "./cmd/storage-api", "./cmd/loadgen")
+	build.Dir = absPath(t, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+
+	// Jaeger with the stack's configuration, every listener moved to a free 127.0.0.1 port.
+	queryAddr, otlpHTTP, healthAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	raw, err := os.ReadFile(absPath(t, "deploy/jaeger/config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jcfg := string(raw)
+	for _, r := range []struct{ old, new string }{
+		{"0.0.0.0:16686", queryAddr}, {"0.0.0.0:16685", freeAddr(t)}, {"0.0.0.0:13133", healthAddr},
+		{"0.0.0.0:4317", freeAddr(t)}, {"0.0.0.0:4318", otlpHTTP},
+	} {
+		if !strings.Contains(jcfg, r.old) {
+			t.Fatalf("deploy/jaeger/config.yaml no longer listens on %s; update this test", r.old)
+		}
+		jcfg = strings.ReplaceAll(jcfg, r.old, r.new)
+	}
+	if regexp.MustCompile(`0\.0\.0\.0:[0-9]`).MatchString(jcfg) {
+		t.Fatalf("deploy/jaeger/config.yaml has a listener this test does not move to 127.0.0.1:\n%s", jcfg)
+	}
+	jcfgPath := filepath.Join(dir, "jaeger.yaml")
+	if err := os.WriteFile(jcfgPath, []byte(jcfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	jaeger := start(ctx, t, "jaeger", filepath.Join(dir, "jaeger.log"), jaegerBin, "--config", jcfgPath)
+	waitHTTP(ctx, t, "http://"+healthAddr+"/status", jaeger)
+
+	otel := func(service string, extra ...string) []string {
+		return append([]string{
+			"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + otlpHTTP,
+			"OTEL_SERVICE_NAME=" + service,
+			"OTEL_BSP_SCHEDULE_DELAY=200",
+		}, extra...)
+	}
+	apiAddr, loadgenAddr, promAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	apiLog := filepath.Join(dir, "server.log")
+	// The API keeps its default sampler: parent-based, so it follows loadgen's decision.
+	api := startEnv(ctx, t, "storage-api", apiLog, filepath.Join(bin, "storage-api"), otel("storage-api"),
+		"-listen-address", apiAddr, "-storage", "bolt", "-data-dir", filepath.Join(dir, "data"), "-access-log=true")
+	waitHTTP(ctx, t, "http://"+apiAddr+"/readyz", api)
+
+	cfg := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(cfg, []byte(testConfig(t, apiAddr, loadgenAddr, freeAddr(t))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	prom := start(ctx, t, "prometheus", filepath.Join(dir, "prometheus.log"), prometheusBin,
+		"--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
+		"--web.listen-address="+promAddr, "--enable-feature=exemplar-storage", "--log.level=info")
+	waitHTTP(ctx, t, "http://"+promAddr+"/-/ready", prom)
+	p := promAPI{base: "http://" + promAddr}
+	waitFor(ctx, t, "first scrape of storage-api", func() (bool, error) {
+		r, err := p.instant(ctx, `up{job="storage_api"} == 1`, time.Now())
+		return len(r) > 0, err
+	})
+
+	loadStart := time.Now()
+	lg := exec.CommandContext(ctx, filepath.Join(bin, "loadgen"), "-target", "http://"+apiAddr, "-mode", "rate",
+		"-rate", strconv.Itoa(traceRate), "-duration", traceDuration.String(), "-output", "json",
+		"-metrics-address", loadgenAddr, "-mix", "put=1,get=2,delete=1", "-ids", "20")
+	lg.Env = append(os.Environ(), otel("loadgen", "OTEL_TRACES_SAMPLER=traceidratio",
+		"OTEL_TRACES_SAMPLER_ARG="+strconv.FormatFloat(traceRatio, 'f', -1, 64))...)
+	lgLog, err := os.Create(filepath.Join(dir, "loadgen.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lgLog.Close()
+	showOnFailure(t, "loadgen", lgLog.Name())
+	var out strings.Builder
+	lg.Stdout, lg.Stderr = &out, lgLog
+	if err := lg.Run(); err != nil {
+		t.Fatalf("loadgen: %v\n%s", err, out.String())
+	}
+	var sum struct{ Requests int64 }
+	if err := json.Unmarshal([]byte(out.String()), &sum); err != nil {
+		t.Fatalf("loadgen summary %q: %v", out.String(), err)
+	}
+
+	// The API's access log names the trace of every sampled request, and only those.
+	logged := map[string]bool{} // trace ids in access-log lines of /api requests
+	var apiRequests int64
+	waitFor(ctx, t, "every API request in the access log", func() (bool, error) {
+		clear(logged)
+		apiRequests = 0
+		f, err := os.Open(apiLog)
+		if err != nil {
+			return false, err
+		}
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			var l struct {
+				Msg, Path string
+				TraceID   string `json:"trace_id"`
+			}
+			if json.Unmarshal(sc.Bytes(), &l) != nil || l.Msg != "request" || l.Path != "/api/buckets/{id}" {
+				continue
+			}
+			apiRequests++
+			if l.TraceID != "" {
+				logged[l.TraceID] = true
+			}
+		}
+		return apiRequests == sum.Requests, sc.Err()
+	})
+	unsampled := apiRequests - int64(len(logged))
+	t.Logf("%d API requests, %d traced, %d not sampled", apiRequests, len(logged), unsampled)
+	if len(logged) == 0 || unsampled == 0 {
+		t.Fatalf("at ratio %g, want both sampled and unsampled requests: %d traced of %d", traceRatio, len(logged), apiRequests)
+	}
+
+	// Jaeger has a trace for exactly those requests, for both services: sampled-out requests left none.
+	j := jaegerAPI{base: "http://" + queryAddr}
+	for _, service := range []string{"storage-api", "loadgen"} {
+		var got map[string]bool
+		waitFor(ctx, t, "Jaeger to hold every "+service+" trace", func() (bool, error) {
+			var err error
+			got, err = j.traceIDs(ctx, service, loadStart.Add(-time.Minute), time.Now().Add(time.Minute))
+			return len(got) >= len(logged), err
+		})
+		for id := range got {
+			if !logged[id] {
+				t.Errorf("%s trace %s in Jaeger: no access-log line names it (an unsampled request was recorded?)", service, id)
+			}
+		}
+		for id := range logged {
+			if !got[id] {
+				t.Errorf("access log names trace %s, which Jaeger has no %s spans of", id, service)
+			}
+		}
+	}
+
+	// Exemplars of the latency histograms, as Grafana's exemplar query asks for them.
+	waitFor(ctx, t, "a scrape after the last request", func() (bool, error) {
+		r, err := p.instant(ctx, `sum(http_request_duration_seconds_count{job="storage_api", path="/api/buckets/{id}"})`, time.Now())
+		if err != nil || len(r) == 0 {
+			return false, err
+		}
+		v, err := r[0].float()
+		return int64(v) >= sum.Requests, err
+	})
+	end := time.Now()
+	checked := 0
+	for _, query := range []string{
+		`http_request_duration_seconds_bucket{job="storage_api", path="/api/buckets/{id}"}`,
+		// The native histogram's own exemplars: the dashboard's quantile panels query it by this name.
+		`http_request_duration_seconds{job="storage_api", path="/api/buckets/{id}"}`,
+		`storage_operation_duration_seconds_bucket{job="storage_api"}`,
+		`loadgen_request_duration_seconds_bucket{job="loadgen"}`,
+	} {
+		ids, err := p.exemplarTraceIDs(ctx, query, loadStart.Add(-time.Minute), end)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ids) == 0 {
+			t.Errorf("%s: Prometheus stored no exemplars", query)
+			continue
+		}
+		for _, id := range ids {
+			if !logged[id] {
+				t.Errorf("%s: exemplar trace_id %s names no traced request of the access log", query, id)
+			}
+		}
+		if query[:5] != "http_" {
+			continue
+		}
+		// Every exemplar of the API's latency leads to a whole trace: client, server, store.
+		for _, id := range ids {
+			tr, err := j.trace(ctx, id)
+			if err != nil {
+				t.Errorf("exemplar trace %s: %v", id, err)
+				continue
+			}
+			checkTrace(t, id, tr)
+			checked++
+		}
+	}
+	t.Logf("checked %d exemplar traces", checked)
+}
+
+// checkTrace asserts that a trace holds loadgen's client span, the API's server span as its child, and a
+// store span as the server span's child.
+func checkTrace(t *testing.T, id string, tr jaegerTrace) {
+	t.Helper()
+	service := func(s jaegerSpan) string { return tr.Processes[s.ProcessID].ServiceName }
+	find := func(pred func(jaegerSpan) bool) *jaegerSpan {
+		for i := range tr.Spans {
+			if pred(tr.Spans[i]) {
+				return &tr.Spans[i]
+			}
+		}
+		return nil
+	}
+	client := find(func(s jaegerSpan) bool {
+		return service(s) == "loadgen" && s.tag("span.kind") == "client" && strings.HasSuffix(s.OperationName, " /api/buckets/{id}")
+	})
+	if client == nil {
+		t.Errorf("trace %s: no loadgen client span: %+v", id, tr.Spans)
+		return
+	}
+	server := find(func(s jaegerSpan) bool {
+		return service(s) == "storage-api" && s.tag("span.kind") == "server" && s.parent() == client.SpanID
+	})
+	if server == nil {
+		t.Errorf("trace %s: no storage-api server span under the client span %s", id, client.OperationName)
+		return
+	}
+	if server.OperationName != client.OperationName || server.tag("http.route") != "/api/buckets/{id}" {
+		t.Errorf("trace %s: server span %q (route %q) for client span %q", id, server.OperationName, server.tag("http.route"), client.OperationName)
+	}
+	method, _, _ := strings.Cut(server.OperationName, " ")
+	op := map[string]string{"GET": "get", "HEAD": "stat", "PUT": "put", "DELETE": "delete"}[method]
+	store := find(func(s jaegerSpan) bool {
+		return service(s) == "storage-api" && s.OperationName == "storage "+op && s.parent() == server.SpanID
+	})
+	if store == nil {
+		t.Errorf("trace %s: no %q span under the server span", id, "storage "+op)
+		return
+	}
+	if store.tag("storage.backend") != "bolt" {
+		t.Errorf("trace %s: store span backend %q", id, store.tag("storage.backend"))
+	}
+	if op == "put" || op == "delete" {
+		if find(func(s jaegerSpan) bool { return s.OperationName == "bolt commit wait" && s.parent() == store.SpanID }) == nil {
+			t.Errorf("trace %s: no bolt commit wait span under %q", id, store.OperationName)
+		}
+	}
+}
+
+// exemplarTraceIDs returns the distinct trace_id labels of the exemplars of query's series.
+func (p promAPI) exemplarTraceIDs(ctx context.Context, query string, start, end time.Time) ([]string, error) {
+	var data []struct {
+		Exemplars []struct {
+			Labels map[string]string `json:"labels"`
+		} `json:"exemplars"`
+	}
+	err := p.get(ctx, "/api/v1/query_exemplars", url.Values{"query": {query}, "start": {unixTime(start)}, "end": {unixTime(end)}}, &data)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, s := range data {
+		for _, e := range s.Exemplars {
+			if id := e.Labels["trace_id"]; id != "" && !slices.Contains(ids, id) {
+				ids = append(ids, id)
+			}
+		}
+	}
+	return ids, nil
+}
+
+// jaegerAPI is Jaeger's query HTTP API (the one its UI and Grafana's Jaeger datasource use).
+type jaegerAPI struct{ base string }
+
+type jaegerTrace struct {
+	TraceID   string       `json:"traceID"`
+	Spans     []jaegerSpan `json:"spans"`
+	Processes map[string]struct {
+		ServiceName string `json:"serviceName"`
+	} `json:"processes"`
+}
+
+type jaegerSpan struct {
+	SpanID        string `json:"spanID"`
+	OperationName string `json:"operationName"`
+	ProcessID     string `json:"processID"`
+	References    []struct {
+		RefType string `json:"refType"`
+		SpanID  string `json:"spanID"`
+	} `json:"references"`
+	Tags []struct {
+		Key   string `json:"key"`
+		Value any    `json:"value"`
+	} `json:"tags"`
+}
+
+func (s jaegerSpan) tag(key string) string {
+	for _, t := range s.Tags {
+		if t.Key == key {
+			if v, ok := t.Value.(string); ok {
+				return v
+			}
+			b, _ := json.Marshal(t.Value)
+			return string(b)
+		}
+	}
+	return ""
+}
+
+func (s jaegerSpan) parent() string {
+	for _, r := range s.References {
+		if r.RefType == "CHILD_OF" {
+			return r.SpanID
+		}
+	}
+	return ""
+}
+
+func (j jaegerAPI) get(ctx context.Context, path string, params url.Values) ([]jaegerTrace, error) {
+	var out struct {
+		Data   []jaegerTrace `json:"data"`
+		Errors []struct {
+			Msg string `json:"msg"`
+		} `json:"errors"`
+	}
+	u := j.base + path
+	if params != nil {
+		u += "?" + params.Encode()
+	}
+	if err := getJSON(ctx, u, &out); err != nil {
+		return nil, err
+	}
+	if len(out.Errors) > 0 {
+		return nil, errors.New(out.Errors[0].Msg)
+	}
+	return out.Data, nil
+}
+
+func (j jaegerAPI) trace(ctx context.Context, id string) (jaegerTrace, error) {
+	ts, err := j.get(ctx, "/api/traces/"+id, nil)
+	if err != nil {
+		return jaegerTrace{}, err
+	}
+	if len(ts) != 1 {
+		return jaegerTrace{}, errors.New("Jaeger returned " + strconv.Itoa(len(ts)) + " traces")
+	}
+	return ts[0], nil
+}
+
+// traceIDs returns the ids of the traces with spans of service in [start, end].
+func (j jaegerAPI) traceIDs(ctx context.Context, service string, start, end time.Time) (map[string]bool, error) {
+	ts, err := j.get(ctx, "/api/traces", url.Values{"service": {service}, "limit": {"100000"},
+		"start": {strconv.FormatInt(start.UnixMicro(), 10)}, "end": {strconv.FormatInt(end.UnixMicro(), 10)}})
+	if err != nil {
+		return nil, err
+	}
+	ids := map[string]bool{}
+	for _, t := range ts {
+		ids[t.TraceID] = true
+	}
+	return ids, nil
+}
