@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
 	"testing"
 	"time"
@@ -429,5 +431,62 @@ func TestHealthcheckProbesListenAddress(t *testing.T) {
 				t.Errorf("-healthcheck with LISTEN_ADDRESS=%s exited %d: %s", p.addr, code, stderr)
 			}
 		})
+	}
+}
+
+// TestGuardKeepsConnectionsAlive: the framing guard and the precondition and path
+// checks do not cost well-behaved clients their keep-alive connection: a mix of
+// requests (Content-Length and chunked PUTs, conditional ones, GET, HEAD, DELETE, 404s,
+// 412s) all travel on one connection.
+func TestGuardKeepsConnectionsAlive(t *testing.T) {
+	p := startProc(t, nil, "-listen-address", "127.0.0.1:0", "-storage", "memory", "-access-log=false")
+	c := newClient(1)
+	var dials int
+	ctx := httptrace.WithClientTrace(t.Context(), &httptrace.ClientTrace{
+		GotConn: func(i httptrace.GotConnInfo) {
+			if !i.Reused {
+				dials++
+			}
+		},
+	})
+	for i := range 50 {
+		url := fmt.Sprintf("%s/api/buckets/ka-%d", p.url, i%5)
+		steps := []func() (int, error){
+			func() (int, error) { s, _, _, err := doCtx(ctx, c, "PUT", url, []byte("body"), nil); return s, err },
+			func() (int, error) {
+				// Chunked: a body of unknown length.
+				req, _ := http.NewRequestWithContext(ctx, "PUT", url, io.MultiReader(strings.NewReader("chunk"), strings.NewReader("ed")))
+				resp, err := c.Do(req)
+				if err != nil {
+					return 0, err
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if len(req.TransferEncoding) == 0 && req.ContentLength != -1 && req.ContentLength != 0 {
+					t.Fatalf("request was not chunked")
+				}
+				return resp.StatusCode, nil
+			},
+			func() (int, error) {
+				s, _, _, err := doCtx(ctx, c, "PUT", url, []byte("x"), http.Header{"If-Match": {`"stale"`}})
+				return s, err
+			},
+			func() (int, error) { s, _, _, err := doCtx(ctx, c, "GET", url, nil, nil); return s, err },
+			func() (int, error) { s, _, _, err := doCtx(ctx, c, "HEAD", url, nil, nil); return s, err },
+			func() (int, error) {
+				s, _, _, err := doCtx(ctx, c, "GET", p.url+"/api/buckets/missing", nil, nil)
+				return s, err
+			},
+			func() (int, error) { s, _, _, err := doCtx(ctx, c, "DELETE", url, nil, nil); return s, err },
+		}
+		for j, step := range steps {
+			status, err := step()
+			if err != nil || status >= 500 {
+				t.Fatalf("round %d step %d: %d %v", i, j, status, err)
+			}
+		}
+	}
+	if dials != 1 {
+		t.Errorf("%d connections for 350 well-formed requests, want 1", dials)
 	}
 }
