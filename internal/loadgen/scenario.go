@@ -10,19 +10,14 @@ import (
 	"time"
 )
 
-// scriptStagger separates the start of script mode's users: well above timer
-// jitter, well below a think time.
-const scriptStagger = 10 * time.Millisecond
-
 // runScenario runs cfg.Concurrency virtual users until stop is done. Each user
 // repeats the original script's task: PUT an object, think, GET it, think
 // half as long, DELETE it. In scenario mode users draw random ids from one
 // shared space, so they race: some GETs and DELETEs find nothing. In script
 // mode task i (counted across users) uses id i mod ids, as the original
-// script's `i mod 8 + 1` did, and users start one after the other a few
-// milliseconds apart, as xargs -P started the script's processes: tasks then
-// keep their order, so task i+ids reuses an id only after task i is done
-// and few requests find nothing.
+// script's `i mod 8 + 1` did, and users start one after the other, spread
+// over one task's sleeps: tasks then keep their order, so task i+ids reuses
+// an id only after task i is done and few requests find nothing.
 // This is a closed model: a slow target slows the users down, and latency is
 // measured from each actual send.
 func runScenario(stop context.Context, reqCtx context.Context, cfg Config, c *client) {
@@ -35,9 +30,10 @@ func runScenario(stop context.Context, reqCtx context.Context, cfg Config, c *cl
 	for user := range cfg.Concurrency {
 		wg.Go(func() {
 			// Scenario: spread the users' start over one think time so they
-			// do not move in lockstep. Script: start in order, scriptStagger
-			// apart, so the tasks finish in the order they started.
-			delay := time.Duration(user) * scriptStagger
+			// do not move in lockstep. Script: start in order, spread evenly
+			// over one task's sleeps, so the tasks finish in the order they
+			// started and uneven sleep overruns rarely swap two of them.
+			delay := time.Duration(user) * (cfg.Think + cfg.Think/2) / time.Duration(cfg.Concurrency)
 			if cfg.Mode != ModeScript && cfg.Think > 0 {
 				delay = rand.N(cfg.Think)
 			}
