@@ -15,6 +15,9 @@
 #
 # Environment: BENCH_DURATION (10s), BENCH_THREADS (2), BENCH_CONNECTIONS (16),
 # BENCH_IDS (1000), BENCH_PORT (18080). About 2 minutes with the defaults.
+# BENCH_REVISION=<git revision> measures storage-api as built from that revision instead of the
+# work tree, and BENCH_ROWS (default: all) picks rows: a space-separated subset of
+# "bare memory memory-nometrics memory-nolog bolt s3". scripts/bench-compare.sh uses both.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -51,7 +54,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-(cd "$root" && go build -o "$work/storage-api" ./cmd/storage-api && go build -o "$work/bench-bare" ./cmd/bench-bare)
+if [[ -n ${BENCH_REVISION:-} ]]; then
+	git -C "$root" worktree add -q --detach "$work/src" "$BENCH_REVISION"
+	(cd "$work/src" && go build -o "$work/storage-api" ./cmd/storage-api)
+	git -C "$root" worktree remove --force "$work/src"
+else
+	(cd "$root" && go build -o "$work/storage-api" ./cmd/storage-api)
+fi
+(cd "$root" && go build -o "$work/bench-bare" ./cmd/bench-bare)
+rows_wanted=" ${BENCH_ROWS:-bare memory memory-nometrics memory-nolog bolt s3} "
+want() { [[ $rows_wanted == *" $1 "* ]]; }
 clk_tck=$(getconf CLK_TCK)
 
 # start NAME CMD...: runs the server, output to $work/NAME.log, and waits until it answers.
@@ -111,35 +123,45 @@ measure() {
 
 preload() { measure - - put 2s; }
 
+if want bare; then
 start bare "$work/bench-bare" -listen-address "$addr"
 measure bare_put "bare net/http map, PUT" put
 measure bare_get "bare net/http map, GET" get
 stop
+fi
 
+if want memory; then
 start memory "$work/storage-api" -listen-address "$addr" -storage memory
 measure mem_put "storage-api memory, PUT" put
 measure mem_get "storage-api memory, GET" get
 stop
+fi
 
+if want memory-nometrics; then
 start memory-nometrics "$work/storage-api" -listen-address "$addr" -storage memory -metrics=false
 preload
 measure mem_get_off "storage-api memory -metrics=false, GET" get
 stop
+fi
 
+if want memory-nolog; then
 start memory-nolog "$work/storage-api" -listen-address "$addr" -storage memory -access-log=false
 preload
 measure mem_get_nolog "storage-api memory -access-log=false, GET" get
 stop
+fi
 
+if want bolt; then
 start bolt "$work/storage-api" -listen-address "$addr" -storage bolt -data-dir "$work/bolt"
 measure bolt_put "storage-api bolt (fsync), PUT" put
 measure bolt_get "storage-api bolt, GET" get
 stop
+fi
 
 # s3: the same load through the s3 backend, against versitygw (posix directory) on the
 # same machine, if tools/install.sh built it. BENCH_S3=0 skips it.
 gw=$root/.tools/bin/versitygw
-if [[ ${BENCH_S3:-1} != 0 && -x $gw ]]; then
+if want s3 && [[ ${BENCH_S3:-1} != 0 && -x $gw ]]; then
 	s3addr=127.0.0.1:$((port + 1))
 	mkdir -p "$work/s3/bench" # posix backend: a directory is a bucket
 	ROOT_ACCESS_KEY=bench ROOT_SECRET_KEY=bench-secret "$gw" --port "$s3addr" --keep-alive --quiet posix "$work/s3" >"$work/versitygw.log" 2>&1 &
@@ -157,12 +179,12 @@ if [[ ${BENCH_S3:-1} != 0 && -x $gw ]]; then
 	gw_pid=
 fi
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+ratio() { awk -v a="${1:-0}" -v b="${2:-0}" 'BEGIN { if (a + 0 == 0 || b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
 
 echo "## bench-load: wrk -t$threads -c$conns -d$duration, 1 KiB objects, $ids ids, 127.0.0.1"
 echo
 echo "$(date -u +%Y-%m-%dT%H:%M:%SZ), $(go version | cut -d' ' -f3), $(nproc) CPUs," \
-	"revision $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)," \
+	"revision $(git -C "$root" rev-parse --short "${BENCH_REVISION:-HEAD}" 2>/dev/null || echo unknown)," \
 	"load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| server, operation | requests/s | p50 ms | p99 ms | server CPU µs/request | errors |"
@@ -171,8 +193,8 @@ printf '%s\n' "${rows[@]}"
 echo
 echo "| ratio | requests/s | CPU/request |"
 echo "|---|---:|---:|"
-echo "| memory GET / bare GET (target ≥ 0.90) | $(ratio "${rps[mem_get]}" "${rps[bare_get]}") | $(ratio "${cpu[mem_get]}" "${cpu[bare_get]}") |"
-echo "| memory GET / Python GET 2,900/s (target ≥ 12) | $(ratio "${rps[mem_get]}" 2900) | |"
-echo "| bolt PUT / Python in-memory PUT 3,400/s (target ≥ 1) | $(ratio "${rps[bolt_put]}" 3400) | |"
-echo "| metrics on / off, memory GET (target ≥ 0.95) | $(ratio "${rps[mem_get]}" "${rps[mem_get_off]}") | $(ratio "${cpu[mem_get]}" "${cpu[mem_get_off]}") |"
-echo "| access log on / off, memory GET | $(ratio "${rps[mem_get]}" "${rps[mem_get_nolog]}") | $(ratio "${cpu[mem_get]}" "${cpu[mem_get_nolog]}") |"
+echo "| memory GET / bare GET (target ≥ 0.90) | $(ratio "${rps[mem_get]:-}" "${rps[bare_get]:-}") | $(ratio "${cpu[mem_get]:-}" "${cpu[bare_get]:-}") |"
+echo "| memory GET / Python GET 2,900/s (target ≥ 12) | $(ratio "${rps[mem_get]:-}" 2900) | |"
+echo "| bolt PUT / Python in-memory PUT 3,400/s (target ≥ 1) | $(ratio "${rps[bolt_put]:-}" 3400) | |"
+echo "| metrics on / off, memory GET (target ≥ 0.95) | $(ratio "${rps[mem_get]:-}" "${rps[mem_get_off]:-}") | $(ratio "${cpu[mem_get]:-}" "${cpu[mem_get_off]:-}") |"
+echo "| access log on / off, memory GET | $(ratio "${rps[mem_get]:-}" "${rps[mem_get_nolog]:-}") | $(ratio "${cpu[mem_get]:-}" "${cpu[mem_get_nolog]:-}") |"
