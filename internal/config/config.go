@@ -46,7 +46,7 @@ type Config struct {
 	MinTransferRate  int64
 	TransferGrace    time.Duration
 	// MemoryLimit is the container's memory limit in bytes; the Go runtime's soft limit
-	// is set to 90% of it unless GOMEMLIMIT is set. 0: none.
+	// is set to 80% of it unless GOMEMLIMIT is set. 0: none.
 	MemoryLimit int64
 
 	Fault fault.Config
@@ -97,7 +97,7 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	fs.IntVar(&c.MaxConnections, "max-connections", "MAX_CONNECTIONS", 0, "open connections before idle ones are closed and new requests get 503 (16 more are kept for /healthz, /readyz and /metrics); 0: min(1024, file descriptor limit - 96)")
 	fs.Int64Var(&c.MinTransferRate, "min-transfer-rate", "MIN_TRANSFER_RATE", 32<<10, "slowest average rate, in bytes/s, at which a request or response body may move once -transfer-grace has passed; 0 turns the check off")
 	fs.DurationVar(&c.TransferGrace, "transfer-grace", "TRANSFER_GRACE", 5*time.Second, "how long a body may move no byte at all, and how long before -min-transfer-rate applies")
-	fs.Int64Var(&c.MemoryLimit, "memory-limit", "MEMORY_LIMIT", 0, "the container's memory limit in bytes (Kubernetes: the downward API); sets the Go soft memory limit to 90% of it unless GOMEMLIMIT is set; 0: none")
+	fs.Int64Var(&c.MemoryLimit, "memory-limit", "MEMORY_LIMIT", 0, "the container's memory limit in bytes (Kubernetes: the downward API); sets the Go soft memory limit to 80% of it unless GOMEMLIMIT is set; 0: none")
 	fs.Float64Var(&c.Fault.ErrorRatio, "fault-error-ratio", "FAULT_ERROR_RATIO", 0, "fraction (0..1) of /api requests to fail with 503, on purpose")
 	fs.DurationVar(&c.Fault.Latency, "fault-latency", "FAULT_LATENCY", 0, "delay to add to a fraction of /api requests, on purpose")
 	fs.Float64Var(&c.Fault.LatencyRatio, "fault-latency-ratio", "FAULT_LATENCY_RATIO", 0, "fraction (0..1) of /api requests that get -fault-latency")
