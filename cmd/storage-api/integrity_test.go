@@ -41,7 +41,7 @@ func fillBolt(t *testing.T, dir string, n, size int) {
 }
 
 // damage rewrites one stored value of the stopped server's file with fn's result.
-func damage(t *testing.T, dir, bucket, id string, fn func([]byte) []byte) {
+func damage(t *testing.T, dir, bucket string, key []byte, fn func([]byte) []byte) {
 	t.Helper()
 	db, err := bbolt.Open(filepath.Join(dir, bolt.FileName), 0o600, &bbolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
@@ -50,7 +50,7 @@ func damage(t *testing.T, dir, bucket, id string, fn func([]byte) []byte) {
 	defer db.Close()
 	err = db.Update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket([]byte(bucket))
-		return b.Put([]byte(id), fn(bytes.Clone(b.Get([]byte(id)))))
+		return b.Put(key, fn(bytes.Clone(b.Get(key))))
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +124,8 @@ func TestCorruptObjectIsNeverServed(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	fillBolt(t, dir, 2, 300<<10) // obj-a, obj-b
-	damage(t, dir, "data", "obj-b", func(v []byte) []byte { v[len(v)/2] ^= 1; return v })
+	// The third 64 KiB chunk of obj-b (key: id length, id, chunk index).
+	damage(t, dir, "chunks", []byte("\x00\x05obj-b\x00\x00\x00\x02"), func(v []byte) []byte { v[len(v)/2] ^= 1; return v })
 
 	code, stdout, stderr := runBinary(t, 20*time.Second, nil, "check", "-data-dir", dir)
 	if code != 1 || !strings.Contains(stdout, "bad\t\"obj-b\"") || strings.Contains(stdout, "\"obj-a\"") ||

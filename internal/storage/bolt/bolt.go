@@ -9,6 +9,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
@@ -33,7 +34,7 @@ const FileName = "objects.db"
 
 var (
 	objectsBucket = []byte("objects")
-	dataBucket    = []byte("data")
+	chunksBucket  = []byte("chunks")
 	metaBucket    = []byte("meta")
 	countKey      = []byte("objects")
 	bytesKey      = []byte("bytes")
@@ -102,7 +103,7 @@ func Open(dir string) (*Store, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{objectsBucket, dataBucket, metaBucket} {
+		for _, b := range [][]byte{objectsBucket, chunksBucket, metaBucket} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -218,12 +219,12 @@ var errPanic = errors.New("bbolt panicked")
 // nothing of any of them is stored.
 func (s *Store) commit(batch []*writeOp) {
 	err := s.update(func(tx *bolt.Tx) error {
-		objects, data, meta := tx.Bucket(objectsBucket), tx.Bucket(dataBucket), tx.Bucket(metaBucket)
+		objects, chunks, meta := tx.Bucket(objectsBucket), tx.Bucket(chunksBucket), tx.Bucket(metaBucket)
 		count, size := readInt(meta, countKey), readInt(meta, bytesKey)
 		for _, op := range batch {
 			op.created, op.err = false, nil
-			key := []byte(op.id)
-			old, oldData := objects.Get(key), data.Get(key)
+			key, prefix := []byte(op.id), chunkPrefix(op.id)
+			old := objects.Get(key)
 			exists := old != nil
 			var oldSize int64
 			// A damaged record (exists, but its ETag cannot be trusted) is replaced or
@@ -234,7 +235,7 @@ func (s *Store) commit(batch []*writeOp) {
 				if r, _, err := parseRecord(op.id, old); err == nil {
 					oldSize, oldETag = r.info.Size, r.info.ETag
 				} else {
-					oldSize = damagedSize(old, oldData)
+					oldSize = damagedSize(old, chunks, prefix)
 				}
 			}
 			// The condition is checked here, inside the transaction that writes: it sees
@@ -251,15 +252,19 @@ func (s *Store) commit(batch []*writeOp) {
 					op.err = err
 					continue
 				}
-				switch {
-				case !inline:
-					// bbolt keeps a reference to op.data until the commit: the caller's
-					// buffer is written to the file without a copy of our own.
-					if err := data.Put(key, op.data); err != nil {
-						return err
-					}
-				case oldData != nil: // the previous version's data was stored apart
-					if err := data.Delete(key); err != nil {
+				n := 0
+				if !inline {
+					n = (len(op.data) + chunkSize - 1) / chunkSize
+				}
+				// The previous version's chunks beyond the new ones (all of them, for an
+				// inline object); the others are overwritten.
+				if err := deleteChunks(chunks, prefix, n); err != nil {
+					return err
+				}
+				for i := range n {
+					// bbolt keeps a reference to the chunk, a sub-slice of the caller's
+					// buffer, until the commit: written without a copy of our own.
+					if err := chunks.Put(chunkKey(prefix, i), op.data[i*chunkSize:min(len(op.data), (i+1)*chunkSize)]); err != nil {
 						return err
 					}
 				}
@@ -272,11 +277,9 @@ func (s *Store) commit(batch []*writeOp) {
 				}
 				size += int64(len(op.data)) - oldSize
 			case opDelete:
-				if oldData != nil {
-					// Also data left without its record (see Check): DELETE clears it.
-					if err := data.Delete(key); err != nil {
-						return err
-					}
+				// Also chunks left without their record (see Check): DELETE clears them.
+				if err := deleteChunks(chunks, prefix, 0); err != nil {
+					return err
 				}
 				if !exists {
 					op.err = storage.ErrNotFound
@@ -312,14 +315,40 @@ func (s *Store) commit(batch []*writeOp) {
 	}
 }
 
+// deleteChunks deletes the chunks of the id of prefix from index from on.
+func deleteChunks(chunks *bolt.Bucket, prefix []byte, from int) error {
+	var keys [][]byte
+	c := chunks.Cursor()
+	for k, _ := c.Seek(chunkKey(prefix, from)); k != nil; k, _ = c.Next() {
+		if _, ok := chunkIndex(k, prefix); !ok {
+			break
+		}
+		keys = append(keys, bytes.Clone(k))
+	}
+	for _, k := range keys {
+		if err := chunks.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // damagedSize is the best estimate of the data size of a record that cannot be parsed,
-// for the storage_bytes total: the data value's length when the data is stored apart;
-// else the record's own size field if the value's length agrees with it and with its
+// for the storage_bytes total: the length of its chunks when it has any (exact); else
+// the record's own size field if the value's length agrees with it and with its
 // content-type length (exact unless the damage hit exactly those fields); else the
 // value's length minus a header with an empty content type.
-func damagedSize(old, oldData []byte) int64 {
-	if oldData != nil {
-		return int64(len(oldData))
+func damagedSize(old []byte, chunks *bolt.Bucket, prefix []byte) int64 {
+	var total int64
+	c := chunks.Cursor()
+	for k, v := c.Seek(chunkKey(prefix, 0)); k != nil; k, v = c.Next() {
+		if _, ok := chunkIndex(k, prefix); !ok {
+			break
+		}
+		total += int64(len(v))
+	}
+	if total > 0 {
+		return total
 	}
 	if len(old) >= v2Fixed {
 		n := int(binary.BigEndian.Uint16(old[2:4]))

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"time"
 
@@ -56,14 +57,18 @@ func Check(path string, w io.Writer) (CheckReport, error) {
 			rep.Pages++
 			fmt.Fprintf(w, "page\t%v\n", err)
 		}
-		objects, data, meta := tx.Bucket(objectsBucket), tx.Bucket(dataBucket), tx.Bucket(metaBucket)
-		if objects == nil || meta == nil {
-			return errors.New("not a storage-api database: bucket objects or meta missing")
+		objects, chunks, meta := tx.Bucket(objectsBucket), tx.Bucket(chunksBucket), tx.Bucket(metaBucket)
+		if objects == nil || chunks == nil || meta == nil {
+			return errors.New("not a storage-api database: bucket objects, chunks or meta missing")
 		}
 		c := objects.Cursor()
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
 			rep.Records++
-			r, _, err := lookup(tx, string(k), true)
+			id := string(k)
+			r, inline, err := lookup(tx, id)
+			if err == nil {
+				err = r.verify(tx, id, inline)
+			}
 			if err != nil {
 				rep.Bad++
 				fmt.Fprintf(w, "bad\t%q\t%v\n", k, err)
@@ -74,12 +79,37 @@ func Check(path string, w io.Writer) (CheckReport, error) {
 				rep.V1++
 			}
 		}
-		if data != nil {
-			c := data.Cursor()
-			for k, _ := c.First(); k != nil; k, _ = c.Next() {
-				if objects.Get(k) == nil {
-					rep.Bad++
-					fmt.Fprintf(w, "bad\t%q\tdata without a record (an orphan; DELETE of the id removes it)\n", k)
+		// Chunks that no record accounts for: of an id without a record, or beyond its
+		// record's last chunk. One line per id.
+		reported := map[string]bool{}
+		var lastID string
+		var lastChunks int // chunks of lastID's record; -1: no usable record
+		cc := chunks.Cursor()
+		for k, _ := cc.First(); k != nil; k, _ = cc.Next() {
+			id, i, ok := parseChunkKey(k)
+			if !ok {
+				rep.Bad++
+				fmt.Fprintf(w, "bad\t%q\tnot a chunk key\n", k)
+				continue
+			}
+			if id != lastID || lastID == "" {
+				lastID, lastChunks = id, -1
+				if v := objects.Get([]byte(id)); v != nil {
+					lastChunks = 0
+					if r, _, err := parseRecord(id, v); err == nil && !r.inline {
+						lastChunks = r.chunks()
+					} else if err != nil {
+						lastChunks = math.MaxInt // a bad record is reported above
+					}
+				}
+			}
+			if i >= lastChunks && !reported[id] {
+				reported[id] = true
+				rep.Bad++
+				if lastChunks < 0 {
+					fmt.Fprintf(w, "bad\t%q\tdata without a record (an orphan; DELETE of the id removes it)\n", id)
+				} else {
+					fmt.Fprintf(w, "bad\t%q\tchunk %d beyond the record's %d (a PUT or DELETE of the id removes it)\n", id, i, lastChunks)
 				}
 			}
 		}

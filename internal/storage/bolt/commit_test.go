@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -143,23 +144,23 @@ func TestGroupCommitBoundedByBytes(t *testing.T) {
 	}
 }
 
-// TestInlineAndApart replaces an object stored apart (over 32 KiB) with one stored inline
-// and back: no data is left behind, reads and totals follow.
+// TestInlineAndApart replaces a chunked object (over 32 KiB) with a smaller chunked one,
+// one stored inline and back: no chunk is left behind, reads and totals follow.
 func TestInlineAndApart(t *testing.T) {
 	dir := t.TempDir()
 	s := mustOpen(t, dir)
 	ctx := context.Background()
-	large, small := bytes.Repeat([]byte("L"), inlineMax+1), bytes.Repeat([]byte("s"), inlineMax)
-	dataKeys := func() int {
+	large, medium, small := bytes.Repeat([]byte("L"), 3*chunkSize+5), bytes.Repeat([]byte("M"), chunkSize+1), bytes.Repeat([]byte("s"), inlineMax)
+	chunkKeys := func() int {
 		n := 0
-		s.db.View(func(tx *bolt.Tx) error { n = tx.Bucket(dataBucket).Stats().KeyN; return nil })
+		s.db.View(func(tx *bolt.Tx) error { n = tx.Bucket(chunksBucket).Stats().KeyN; return nil })
 		return n
 	}
 	for i, step := range []struct {
-		data     []byte
-		del      bool
-		dataKeys int
-	}{{large, false, 1}, {small, false, 0}, {large, false, 1}, {nil, true, 0}, {small, false, 0}, {nil, true, 0}} {
+		data   []byte
+		del    bool
+		chunks int
+	}{{large, false, 4}, {medium, false, 2}, {small, false, 0}, {large, false, 4}, {nil, true, 0}, {small, false, 0}, {nil, true, 0}} {
 		if step.del {
 			if err := s.Delete(ctx, "x", storage.Condition{}); err != nil {
 				t.Fatal(err)
@@ -167,8 +168,8 @@ func TestInlineAndApart(t *testing.T) {
 		} else if _, err := s.Put(ctx, "x", "a/b", bytes.Clone(step.data), storage.Condition{}); err != nil {
 			t.Fatal(err)
 		}
-		if n := dataKeys(); n != step.dataKeys {
-			t.Errorf("step %d: %d keys in the data bucket, want %d", i, n, step.dataKeys)
+		if n := chunkKeys(); n != step.chunks {
+			t.Errorf("step %d: %d chunks stored, want %d", i, n, step.chunks)
 		}
 		st, _ := s.Stats()
 		if want := (storage.Stats{Objects: 1, Bytes: int64(len(step.data))}); step.del {
@@ -194,5 +195,34 @@ func TestInlineAndApart(t *testing.T) {
 	var out bytes.Buffer
 	if _, err := Check(filepath.Join(dir, FileName), &out); err != nil {
 		t.Fatalf("Check: %v\n%s", err, &out)
+	}
+}
+
+// TestPutAllocatesAboutItsOwnSize overwrites a 10 MiB object between 10 MiB neighbours:
+// the commit must allocate about the object's own bytes (bbolt's page buffer for them),
+// not the neighbours' too. Stored as one value each, up to four adjacent 10 MiB values
+// share a bbolt leaf (it never splits a leaf of four keys or fewer) and the commit
+// rewrites all of them: 40 MiB.
+func TestPutAllocatesAboutItsOwnSize(t *testing.T) {
+	s := mustOpen(t, t.TempDir())
+	defer s.Close()
+	ctx := context.Background()
+	for i := range 8 {
+		if _, err := s.Put(ctx, fmt.Sprint("obj-", i), "a/b", bytes.Repeat([]byte{byte(i)}, 10<<20), storage.Condition{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := bytes.Repeat([]byte{'x'}, 10<<20)
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if _, err := s.Put(ctx, "obj-3", "a/b", data, storage.Condition{}); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	got := after.TotalAlloc - before.TotalAlloc
+	t.Logf("a 10 MiB PUT between 10 MiB neighbours allocated %.1f MiB", float64(got)/(1<<20))
+	if got > 16<<20 {
+		t.Errorf("a 10 MiB PUT between 10 MiB neighbours allocated %.1f MiB; want about 10 (its own page buffers)", float64(got)/(1<<20))
 	}
 }

@@ -92,7 +92,7 @@ func wantCorrupt(t *testing.T, s storage.Store, id string, stat bool) {
 func TestDamageIsDetected(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, dir)
-	// Objects up to 32 KiB are stored in their record's value, larger ones apart.
+	// Objects up to 32 KiB are stored in their record's value, larger ones in 64 KiB chunks.
 	small, large := randBytes(1, 1024), randBytes(2, 3<<20)
 	ids := []string{"data-small", "data-large", "ct", "etag", "size", "crc", "version", "flags", "large-header", "gone", "good", "good-large"}
 	for _, id := range ids {
@@ -104,7 +104,7 @@ func TestDamageIsDetected(t *testing.T) {
 	}
 	s.Close()
 	raw(t, dir, func(tx *bbolt.Tx) error {
-		objs, data := tx.Bucket([]byte("objects")), tx.Bucket([]byte("data"))
+		objs, chunks := tx.Bucket([]byte("objects")), tx.Bucket([]byte("chunks"))
 		rec := func(id string) []byte { return objs.Get([]byte(id)) }
 		ct := len("text/plain")
 		damage := map[string][]byte{
@@ -122,10 +122,11 @@ func TestDamageIsDetected(t *testing.T) {
 				return err
 			}
 		}
-		if err := data.Put([]byte("data-large"), flip(data.Get([]byte("data-large")), 3<<20-1)); err != nil {
+		last := chunkKey("data-large", 3<<20/(64<<10)-1)
+		if err := chunks.Put(last, flip(chunks.Get(last), 64<<10-1)); err != nil {
 			return err
 		}
-		return data.Delete([]byte("gone"))
+		return chunks.Delete(chunkKey("gone", 20))
 	})
 	s = open(t, dir)
 	defer s.Close()
@@ -140,6 +141,12 @@ func TestDamageIsDetected(t *testing.T) {
 	if b, _, err := get(s, "good-large"); err != nil || !bytes.Equal(b, large) {
 		t.Errorf("Get(good-large) = %d bytes, %v", len(b), err)
 	}
+}
+
+// chunkKey is the key of chunk i of id in the chunks bucket: id length (2), id, index (4).
+func chunkKey(id string, i int) []byte {
+	k := binary.BigEndian.AppendUint16(nil, uint16(len(id)))
+	return binary.BigEndian.AppendUint32(append(k, id...), uint32(i))
 }
 
 // v1Record is a value in the format written before integrity checks (formatV1).

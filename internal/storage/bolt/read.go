@@ -15,11 +15,12 @@ import (
 
 // window is how much of an object a GET holds at once. An object up to this size is
 // copied whole in the transaction that verifies it; a larger one is verified in place
-// (over bbolt's memory map, no copy) and then copied out one window at a time, each in
-// its own short read transaction, so neither memory nor a read transaction is held for
-// the duration of a slow client's transfer. (A read transaction held across a network
-// write would block bbolt from remapping the file when a writer grows it.)
-const window = 256 << 10
+// (over bbolt's memory map, no copy) and then copied out one window (four chunks) at a
+// time, each in its own short read transaction, so neither memory nor a read
+// transaction is held for the duration of a slow client's transfer. (A read transaction
+// held across a network write would block bbolt from remapping the file when a writer
+// grows it.)
+const window = 4 * chunkSize
 
 var windowPool = sync.Pool{New: func() any { b := make([]byte, window); return &b }}
 
@@ -32,22 +33,25 @@ var errChanged = errors.New("object was replaced or deleted during the transfer"
 func (s *Store) Get(_ context.Context, id string) (*storage.Object, error) {
 	b := &body{s: s, id: id}
 	err := s.view(func(tx *bolt.Tx) error {
-		r, data, err := lookup(tx, id, true)
+		r, inline, err := lookup(tx, id)
 		if err != nil {
 			return err
 		}
-		b.rec = r
-		b.rec.stored = bytes.Clone(r.stored) // r.stored points into the map
-		if len(data) <= window {
-			b.buf = bytes.Clone(data)
-		} else {
-			b.pooled = windowPool.Get().(*[]byte)
-			b.buf = (*b.pooled)[:copy(*b.pooled, data)]
+		if err := r.verify(tx, id, inline); err != nil {
+			return err
 		}
-		b.next = int64(len(b.buf))
-		return nil
+		b.rec = r
+		if r.info.Size <= window {
+			b.buf = make([]byte, 0, r.info.Size)
+		} else {
+			b.rec.stored = bytes.Clone(r.stored) // r.stored points into the map
+			b.pooled = windowPool.Get().(*[]byte)
+			b.buf = (*b.pooled)[:0]
+		}
+		return b.copyWindow(tx, inline)
 	})
 	if err != nil {
+		b.Close()
 		return nil, err
 	}
 	return &storage.Object{Info: b.rec.info, Body: b}, nil
@@ -57,7 +61,7 @@ func (s *Store) Get(_ context.Context, id string) (*storage.Object, error) {
 func (s *Store) Stat(_ context.Context, id string) (storage.Info, error) {
 	var info storage.Info
 	err := s.view(func(tx *bolt.Tx) error {
-		r, _, err := lookup(tx, id, false)
+		r, _, err := lookup(tx, id)
 		info = r.info
 		return err
 	})
@@ -76,6 +80,27 @@ type body struct {
 	err    error
 }
 
+// copyWindow fills buf, from the object's offset next, up to its capacity.
+func (b *body) copyWindow(tx *bolt.Tx, inline []byte) error {
+	b.buf, b.pos = b.buf[:0], 0
+	from, skip := 0, b.next
+	if b.rec.inline {
+		inline = inline[min(int64(len(inline)), skip):] // a v1 value larger than a window
+		skip = 0
+	} else {
+		from, skip = int(b.next/int64(b.rec.chunkSize)), b.next%int64(b.rec.chunkSize)
+	}
+	err := b.rec.walk(tx, b.id, inline, from, func(p []byte) bool {
+		p = p[skip:]
+		skip = 0
+		n := min(len(p), cap(b.buf)-len(b.buf))
+		b.buf = append(b.buf, p[:n]...)
+		return len(b.buf) < cap(b.buf)
+	})
+	b.next += int64(len(b.buf))
+	return err
+}
+
 // fill copies the next window in its own read transaction, after checking that the
 // object is still the version Get verified.
 func (b *body) fill() error {
@@ -86,27 +111,16 @@ func (b *body) fill() error {
 		return io.EOF
 	}
 	b.err = b.s.view(func(tx *bolt.Tx) error {
-		key := []byte(b.id)
-		v := tx.Bucket(objectsBucket).Get(key)
+		v := tx.Bucket(objectsBucket).Get([]byte(b.id))
 		if v == nil || !b.rec.same(v) {
 			return fmt.Errorf("id %q: %w", b.id, errChanged)
 		}
-		data := v[len(b.rec.stored):] // v1 (v2 inline objects are never windowed)
-		if !b.rec.inline {
-			data = tx.Bucket(dataBucket).Get(key)
-		}
-		if int64(len(data)) != b.rec.info.Size {
-			return fmt.Errorf("id %q: %w", b.id, errChanged)
-		}
-		b.buf = b.buf[:copy(b.buf[:cap(b.buf)], data[b.next:])]
-		return nil
+		return b.copyWindow(tx, v[len(b.rec.stored):])
 	})
-	if b.err != nil {
-		return b.err
+	if b.err == nil && len(b.buf) == 0 {
+		b.err = fmt.Errorf("id %q: no data at offset %d", b.id, b.next)
 	}
-	b.pos = 0
-	b.next += int64(len(b.buf))
-	return nil
+	return b.err
 }
 
 func (b *body) Read(p []byte) (int, error) {
