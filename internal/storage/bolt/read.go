@@ -28,6 +28,8 @@ var windowPool = sync.Pool{New: func() any { b := make([]byte, window); return &
 // sent: the rest of the new version would not match the headers and bytes already sent.
 var errChanged = errors.New("object was replaced or deleted during the transfer")
 
+var errClosed = errors.New("read after close")
+
 // Get verifies the whole object against its checksum before anything is returned, so a
 // damaged object is an error (storage.ErrCorrupt) before any header is sent.
 func (s *Store) Get(_ context.Context, id string) (*storage.Object, error) {
@@ -161,7 +163,7 @@ func (b *body) Close() error {
 	}
 	b.buf, b.pos = nil, 0
 	if b.err == nil {
-		b.err = errors.New("read after close")
+		b.err = errClosed
 	}
 	return nil
 }
