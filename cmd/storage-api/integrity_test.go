@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -174,4 +178,53 @@ func TestCorruptObjectIsNeverServed(t *testing.T) {
 	if code, stdout, stderr := runBinary(t, 20*time.Second, nil, "check", "-data-dir", dir); code != 0 || !strings.Contains(stdout, "2 records, 0 bad") {
 		t.Fatalf("check after the repair: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
+}
+
+// TestGetOfReplacedObjectIsCut replaces a 10 MiB object while a slow client is in the
+// middle of reading it: the client gets a short body (the connection is cut), a prefix
+// of the version it started, never the rest of the new version appended.
+func TestGetOfReplacedObjectIsCut(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := startProc(t, nil, boltArgs(dir)...)
+	c := newClient(1)
+	defer c.CloseIdleConnections()
+	oldData, newData := body(1, 10<<20), body(2, 10<<20)
+	if status, _, b, err := do(c, http.MethodPut, p.url+"/api/buckets/big", oldData, nil); err != nil || status != http.StatusCreated {
+		t.Fatalf("PUT: %d %s %v", status, b, err)
+	}
+	conn, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// A small receive buffer, so the server blocks early on a slow reader.
+	if err := conn.(*net.TCPConn).SetReadBuffer(32 << 10); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "GET /api/buckets/big HTTP/1.1\r\nHost: test\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET = %d", resp.StatusCode)
+	}
+	head := make([]byte, 1<<20)
+	if _, err := io.ReadFull(resp.Body, head); err != nil {
+		t.Fatal(err)
+	}
+	if status, _, b, err := do(c, http.MethodPut, p.url+"/api/buckets/big", newData, nil); err != nil || status != http.StatusNoContent {
+		t.Fatalf("PUT of the new version: %d %s %v", status, b, err)
+	}
+	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	rest, err := io.ReadAll(resp.Body)
+	got := append(head, rest...)
+	if !bytes.Equal(got, oldData[:len(got)]) {
+		t.Fatalf("the body (%d bytes) is not a prefix of the version whose headers were sent: bytes of another version were served", len(got))
+	}
+	if err == nil || len(got) == len(oldData) {
+		t.Fatalf("read %d of %d bytes, error %v: want the transfer cut short (the server had at most a few windows in flight)", len(got), len(oldData), err)
+	}
+	t.Logf("cut after %d of %d bytes: %v", len(got), len(oldData), err)
 }
