@@ -53,18 +53,18 @@ bench:
 bench-load:
 	bash scripts/bench-load.sh
 
-## fuzz: run each fuzz target for a while (their seed corpora run in `make test`; test/compose checks every
-## Fuzz function is listed here)
+## fuzz: run each fuzz target for FUZZTIME; their seed corpora run in `make test`; test/compose checks every Fuzz function is listed here. CI runs `make fuzz FUZZTIME=5s`.
+FUZZTIME ?= 20s
 fuzz:
-	go test -run '^$$' -fuzz FuzzHandler -fuzztime 60s ./internal/api
-	go test -run '^$$' -fuzz FuzzValidateID -fuzztime 20s ./internal/api
-	go test -run '^$$' -fuzz FuzzETagMatches -fuzztime 20s ./internal/api
-	go test -run '^$$' -fuzz FuzzAccessLogString -fuzztime 20s ./internal/api
-	go test -run '^$$' -fuzz FuzzParseCondition -fuzztime 20s ./internal/api
-	go test -run '^$$' -fuzz FuzzFramingScanner -fuzztime 20s ./internal/api
-	go test -run '^$$' -fuzz FuzzObjectName -fuzztime 20s ./internal/storage/s3
-	go test -run '^$$' -fuzz FuzzParseMix -fuzztime 20s ./internal/loadgen
-	go test -run '^$$' -fuzz FuzzParseSize -fuzztime 20s ./internal/loadgen
+	go test -run '^$$' -fuzz FuzzHandler -fuzztime $(FUZZTIME) ./internal/api
+	go test -run '^$$' -fuzz FuzzValidateID -fuzztime $(FUZZTIME) ./internal/api
+	go test -run '^$$' -fuzz FuzzETagMatches -fuzztime $(FUZZTIME) ./internal/api
+	go test -run '^$$' -fuzz FuzzAccessLogString -fuzztime $(FUZZTIME) ./internal/api
+	go test -run '^$$' -fuzz FuzzParseCondition -fuzztime $(FUZZTIME) ./internal/api
+	go test -run '^$$' -fuzz FuzzFramingScanner -fuzztime $(FUZZTIME) ./internal/api
+	go test -run '^$$' -fuzz FuzzObjectName -fuzztime $(FUZZTIME) ./internal/storage/s3
+	go test -run '^$$' -fuzz FuzzParseMix -fuzztime $(FUZZTIME) ./internal/loadgen
+	go test -run '^$$' -fuzz FuzzParseSize -fuzztime $(FUZZTIME) ./internal/loadgen
 
 ## lint: gofmt on the tree; go vet on the service, test/compose and test/k8s modules (the optional
 ## test/k8s/apiserver modules pull in kube-apiserver; go test there runs vet's default checks)
