@@ -6,14 +6,14 @@ package deploy_test
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/sre-instrumentation/storage-api/internal/testkit"
 )
 
 // root is the repository root: tests run in the package directory, deploy/.
@@ -316,22 +316,6 @@ func TestProvisioning(t *testing.T) {
 	}
 }
 
-// tool returns the path of a pinned tool, failing the test when it is not installed.
-func tool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := filepath.Abs(filepath.Join(root, ".tools", "bin", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(p); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			t.Fatalf("%s is missing: run tools/install.sh (it builds the pinned promtool, amtool and prometheus into .tools/bin)", p)
-		}
-		t.Fatal(err)
-	}
-	return p
-}
-
 // TestPromtoolAndAmtool validates the Prometheus config and rules, runs the rules' unit tests, and
 // validates the Alertmanager config, with the project's pinned tools. About 10 to 30 seconds.
 func TestPromtoolAndAmtool(t *testing.T) {
@@ -371,7 +355,7 @@ func TestPromtoolAndAmtool(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			cmd := exec.Command(tool(t, c.tool), c.args...)
+			cmd := exec.Command(testkit.Tool(t, c.tool), c.args...)
 			out, err := cmd.CombinedOutput()
 			if err != nil {
 				t.Fatalf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out)

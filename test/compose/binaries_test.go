@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/sre-instrumentation/storage-api/internal/testkit"
 )
 
 // Variables the AWS SDK reads itself (issue 8: credentials through the standard
@@ -170,7 +172,7 @@ func TestComposeStackRuns(t *testing.T) {
 	p := allServices(t)
 	apiSvc, lgSvc := service(t, p, "storage_api"), service(t, p, "loadgen")
 
-	apiAddr := freeAddr(t)
+	apiAddr := testkit.FreeAddr(t)
 	apiEnv := environ(apiSvc.Environment)
 	dataDir := t.TempDir()
 	apiEnv["DATA_DIR"] = dataDir // the named volume
@@ -181,7 +183,7 @@ func TestComposeStackRuns(t *testing.T) {
 		t.Fatal("storage_api healthcheck passed with no API running")
 	}
 	startProcess(t, filepath.Join(bins, "storage-api"), nil, apiEnv)
-	waitHTTP(t, "http://"+apiAddr+"/readyz", http.StatusOK, 15*time.Second)
+	testkit.WaitHTTP(t, "http://"+apiAddr+"/readyz", http.StatusOK, 15*time.Second, nil)
 	if err := runHealthcheck(t, apiSvc.HealthCheck.Test, apiEnv); err != nil {
 		t.Errorf("storage_api healthcheck fails against a running API: %v", err)
 	}
@@ -189,13 +191,13 @@ func TestComposeStackRuns(t *testing.T) {
 		t.Errorf("bolt store wrote nothing to DATA_DIR %s", dataDir)
 	}
 
-	lgAddr := freeAddr(t)
+	lgAddr := testkit.FreeAddr(t)
 	lgEnv := environ(lgSvc.Environment)
 	lgEnv["LOADGEN_TARGET"] = "http://" + apiAddr
 	lgEnv["LOADGEN_METRICS_ADDRESS"] = lgAddr
 	lgEnv["LOADGEN_DURATION"] = "3s"
 	lg := startProcess(t, filepath.Join(bins, "loadgen"), nil, lgEnv)
-	waitHTTP(t, "http://"+lgAddr+"/healthz", http.StatusOK, 10*time.Second)
+	testkit.WaitHTTP(t, "http://"+lgAddr+"/healthz", http.StatusOK, 10*time.Second, nil)
 	_, port, _ := strings.Cut(lgAddr, ":")
 	hc := replaceArg(lgSvc.HealthCheck.Test, "-listen-address", ":"+port)
 	if err := runHealthcheck(t, hc, lgEnv); err != nil {
@@ -203,9 +205,9 @@ func TestComposeStackRuns(t *testing.T) {
 	}
 
 	select {
-	case <-lg.done:
-		if lg.err != nil {
-			t.Errorf("loadgen with the compose settings exited: %v", lg.err)
+	case <-lg.Done():
+		if lg.Wait() != nil {
+			t.Errorf("loadgen with the compose settings exited: %v", lg.Wait())
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("loadgen with LOADGEN_DURATION=3s still runs after 30s")

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/sre-instrumentation/storage-api/internal/testkit"
 )
 
 // The default stack is what `docker compose up` starts; the s3 profile adds to it.
@@ -64,7 +66,7 @@ func TestComposeImagesPinned(t *testing.T) {
 // The stack's versions are the ones tools/install.sh builds for the tests, so
 // `promtool check config` and the versitygw tests exercise what compose runs.
 func TestComposeVersionsMatchToolPins(t *testing.T) {
-	root := repoRoot(t)
+	root := testkit.RepoRoot(t)
 	b, err := os.ReadFile(filepath.Join(root, "tools", "install.sh"))
 	if err != nil {
 		t.Fatal(err)
@@ -170,7 +172,7 @@ func TestComposePortsLocalOnly(t *testing.T) {
 }
 
 func TestComposeMounts(t *testing.T) {
-	root := repoRoot(t)
+	root := testkit.RepoRoot(t)
 	p := allServices(t)
 	for name, s := range p.Services {
 		for _, v := range s.Volumes {
@@ -258,7 +260,7 @@ func TestComposeHardening(t *testing.T) {
 	if api.Hostname != "storage_api" {
 		t.Errorf("storage_api hostname %q: Prometheus scrapes storage_api:5000", api.Hostname)
 	}
-	if api.Build == nil || api.Build.Context != repoRoot(t) {
+	if api.Build == nil || api.Build.Context != testkit.RepoRoot(t) {
 		t.Errorf("storage_api should be built from the repository root: %+v", api.Build)
 	}
 	dataOnVolume := false

@@ -18,6 +18,8 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
+
+	"github.com/sre-instrumentation/storage-api/internal/testkit"
 )
 
 // parseDockerfile parses the repository's Dockerfile into build stages.
@@ -143,7 +145,7 @@ func ldflagWords(s string) []string {
 }
 
 func TestDockerfileBaseImagesPinned(t *testing.T) {
-	root := repoRoot(t)
+	root := testkit.RepoRoot(t)
 	stages := parseDockerfile(t, root)
 	names := map[string]bool{}
 	pinned := regexp.MustCompile(`^[a-z0-9./-]+(:[A-Za-z0-9._-]+)?@sha256:[0-9a-f]{64}$`)
@@ -226,7 +228,7 @@ func hasEnv(st instructions.Stage, key, value string) bool {
 }
 
 func TestDockerfileFinalStage(t *testing.T) {
-	stages := parseDockerfile(t, repoRoot(t))
+	stages := parseDockerfile(t, testkit.RepoRoot(t))
 	final := stages[len(stages)-1]
 	if !strings.HasPrefix(final.BaseName, "gcr.io/distroless/static-debian13:nonroot@") {
 		t.Errorf("final stage FROM %s, want gcr.io/distroless/static-debian13:nonroot", final.BaseName)
@@ -344,7 +346,7 @@ func TestDockerfileFinalStage(t *testing.T) {
 }
 
 func TestDockerfileBuildCommand(t *testing.T) {
-	root := repoRoot(t)
+	root := testkit.RepoRoot(t)
 	env, args, err := dockerfileGoBuild(root, map[string]string{"VERSION": "V", "REVISION": "R", "TARGETOS": "linux", "TARGETARCH": "arm64"})
 	if err != nil {
 		t.Fatal(err)
@@ -392,10 +394,7 @@ func TestDockerfileBuildCommand(t *testing.T) {
 // The image must run the binaries the tests build: the Dockerfile's go build and
 // the Makefile's build target use the same environment and flags.
 func TestDockerfileMatchesMakefile(t *testing.T) {
-	root := repoRoot(t)
-	if _, err := os.Stat(filepath.Join(root, "Makefile")); os.IsNotExist(err) {
-		t.Skip("no Makefile yet")
-	}
+	root := testkit.RepoRoot(t)
 	vars := map[string]string{"VERSION": "V", "REVISION": "R", "TARGETOS": "", "TARGETARCH": ""}
 	dEnv, dArgs, err := dockerfileGoBuild(root, vars)
 	if err != nil {

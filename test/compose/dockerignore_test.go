@@ -11,6 +11,8 @@ import (
 
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
+
+	"github.com/sre-instrumentation/storage-api/internal/testkit"
 )
 
 func dockerignore(t *testing.T, root string) *patternmatcher.PatternMatcher {
@@ -34,7 +36,7 @@ func dockerignore(t *testing.T, root string) *patternmatcher.PatternMatcher {
 // The .dockerignore allow-list lets through every file the binaries are built
 // from, as `go list -deps` reports them, and keeps the rest of the repository out.
 func TestDockerignore(t *testing.T) {
-	root := repoRoot(t)
+	root := testkit.RepoRoot(t)
 	pm := dockerignore(t, root)
 	excluded := func(rel string) bool {
 		ex, err := pm.MatchesOrParentMatches(filepath.ToSlash(rel))

@@ -16,11 +16,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sre-instrumentation/storage-api/internal/testkit"
 )
 
 func readDoc(t *testing.T, rel string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(repoRoot(t), rel))
+	b, err := os.ReadFile(filepath.Join(testkit.RepoRoot(t), rel))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,14 +88,14 @@ func TestFlagTablesMatchHelp(t *testing.T) {
 	api := parseHelp(t, filepath.Join(bins, "storage-api"))
 	loadgen := parseHelp(t, filepath.Join(bins, "loadgen"))
 
-	docs, err := filepath.Glob(filepath.Join(repoRoot(t), "docs", "*.md"))
+	docs, err := filepath.Glob(filepath.Join(testkit.RepoRoot(t), "docs", "*.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	docs = append(docs, filepath.Join(repoRoot(t), "README.md"))
+	docs = append(docs, filepath.Join(testkit.RepoRoot(t), "README.md"))
 	checked := 0
 	for _, path := range docs {
-		rel, _ := filepath.Rel(repoRoot(t), path)
+		rel, _ := filepath.Rel(testkit.RepoRoot(t), path)
 		flags := api
 		if rel == filepath.Join("docs", "loadgen.md") {
 			flags = loadgen
@@ -176,9 +178,9 @@ func durationEqual(a, b string) bool {
 // ways.
 func TestMetricsDocMatchesLive(t *testing.T) {
 	bin := filepath.Join(binaries(t), "storage-api")
-	addr := freeAddr(t)
+	addr := testkit.FreeAddr(t)
 	startProcess(t, bin, []string{"-listen-address", addr, "-storage", "bolt", "-data-dir", t.TempDir(), "-access-log=false"}, nil)
-	waitHTTP(t, "http://"+addr+"/readyz", 200, 20*time.Second)
+	testkit.WaitHTTP(t, "http://"+addr+"/readyz", 200, 20*time.Second, nil)
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -285,7 +287,7 @@ func TestReadmePortsMatchCompose(t *testing.T) {
 // TestMakeFuzzRunsEveryTarget: `make fuzz` (README: "every fuzz target") names each Fuzz function of the
 // service module, with its package.
 func TestMakeFuzzRunsEveryTarget(t *testing.T) {
-	root := repoRoot(t)
+	root := testkit.RepoRoot(t)
 	mk := readDoc(t, "Makefile")
 	i := strings.Index(mk, "\nfuzz:")
 	if i < 0 {

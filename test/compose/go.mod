@@ -31,3 +31,8 @@ require (
 	golang.org/x/text v0.42.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+// testkit, the repository's shared test support, lives in the service module (stdlib only).
+require github.com/sre-instrumentation/storage-api v0.0.0
+
+replace github.com/sre-instrumentation/storage-api => ../..

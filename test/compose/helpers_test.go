@@ -1,11 +1,8 @@
 package compose
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,29 +15,17 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/sre-instrumentation/storage-api/internal/testkit"
 )
 
 const rootModule = "module github.com/sre-instrumentation/storage-api\n"
-
-// repoRoot is the repository root: two levels up, checked by its go.mod.
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(filepath.Join(root, "go.mod"))
-	if err != nil || !bytes.HasPrefix(b, []byte(rootModule)) {
-		t.Fatalf("%s is not the storage-api repository root (go.mod: %v)", root, err)
-	}
-	return root
-}
 
 // loadProject loads docker-compose.yml like `docker compose` would with the given
 // host environment (nil: an empty one, so defaults apply) and profiles ("*": all).
 func loadProject(t testing.TB, env map[string]string, profiles ...string) *types.Project {
 	t.Helper()
-	root := repoRoot(t)
+	root := testkit.RepoRoot(t)
 	var envList []string
 	for k, v := range env {
 		envList = append(envList, k+"="+v)
@@ -138,7 +123,7 @@ const (
 func binaries(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		root := repoRoot(t)
+		root := testkit.RepoRoot(t)
 		var dir string
 		dir, buildErr = os.MkdirTemp("", "compose-test-bin-")
 		if buildErr != nil {
@@ -201,90 +186,14 @@ func helpOutput(t testing.TB, bin string) (string, map[string]bool) {
 	return string(out), flags
 }
 
-// freeAddr returns a 127.0.0.1 address with a port nothing listens on right now.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// waitHTTP polls url until it answers want or the deadline passes.
-func waitHTTP(t testing.TB, url string, want int, within time.Duration) {
-	t.Helper()
-	c := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(within)
-	var last string
-	for time.Now().Before(deadline) {
-		resp, err := c.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == want {
-				return
-			}
-			last = resp.Status
-		} else {
-			last = err.Error()
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s did not answer %d within %v (last: %s)", url, want, within, last)
-}
-
-// proc is a started process; done closes when it has exited, err then holds
-// its exit status.
-type proc struct {
-	done chan struct{}
-	err  error
-}
-
-// startProcess starts bin with args and env (only those, plus PATH/HOME), logs its
-// output on failure and stops it at the end of the test.
-func startProcess(t testing.TB, bin string, args []string, env map[string]string) *proc {
+// startProcess starts bin with args and env (only those, plus PATH/HOME) for the rest of
+// the test; testkit.Start logs its output on failure and stops it at the end.
+func startProcess(t testing.TB, bin string, args []string, env map[string]string) *testkit.Proc {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{done: make(chan struct{})}
-	go func() { p.err = cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("%s output:\n%s", filepath.Base(bin), out.String())
-		}
-	})
-	return p
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	return testkit.Start(t, cmd)
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sre-instrumentation/storage-api/internal/testkit"
 )
 
 // The s3 profile, minus Docker: versitygw started with the compose command,
@@ -19,11 +21,7 @@ import (
 // no-new-privileges like the container; two API processes with storage_api_s3's
 // environment share the bucket. Needs .tools/bin/versitygw (tools/install.sh).
 func TestComposeS3ProfileRuns(t *testing.T) {
-	root := repoRoot(t)
-	gw := filepath.Join(root, ".tools", "bin", "versitygw")
-	if _, err := os.Stat(gw); err != nil {
-		t.Skipf("versitygw not installed (run tools/install.sh versitygw): %v", err)
-	}
+	gw := testkit.Tool(t, "versitygw")
 	bins := binaries(t)
 	p := allServices(t)
 	gwSvc, apiSvc := service(t, p, "versitygw"), service(t, p, "storage_api_s3")
@@ -45,7 +43,7 @@ func TestComposeS3ProfileRuns(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	gwAddr := freeAddr(t)
+	gwAddr := testkit.FreeAddr(t)
 	args = replaceArg(args, "--port", gwAddr)
 
 	bin := gw
@@ -66,12 +64,12 @@ func TestComposeS3ProfileRuns(t *testing.T) {
 		t.Fatalf("versitygw healthcheck %q should end with its URL", hc)
 	}
 	u.Host = gwAddr
-	waitHTTP(t, u.String(), http.StatusOK, 15*time.Second)
+	testkit.WaitHTTP(t, u.String(), http.StatusOK, 15*time.Second, nil)
 
 	// Two replicas, as deploy.replicas: 2 runs them.
 	var replicas []string
 	for range 2 {
-		addr := freeAddr(t)
+		addr := testkit.FreeAddr(t)
 		env := environ(apiSvc.Environment)
 		if env["S3_ENDPOINT"] != "http://versitygw:7070" {
 			t.Fatalf("storage_api_s3 S3_ENDPOINT %q, want http://versitygw:7070", env["S3_ENDPOINT"])
@@ -79,7 +77,7 @@ func TestComposeS3ProfileRuns(t *testing.T) {
 		env["S3_ENDPOINT"] = "http://" + gwAddr
 		env["LISTEN_ADDRESS"] = addr
 		startProcess(t, filepath.Join(bins, "storage-api"), nil, env)
-		waitHTTP(t, "http://"+addr+"/readyz", http.StatusOK, 20*time.Second)
+		testkit.WaitHTTP(t, "http://"+addr+"/readyz", http.StatusOK, 20*time.Second, nil)
 		if err := runHealthcheck(t, apiSvc.HealthCheck.Test, env); err != nil {
 			t.Errorf("storage_api_s3 healthcheck fails against a running replica: %v", err)
 		}

@@ -23,6 +23,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
+
+	"github.com/sre-instrumentation/storage-api/internal/testkit"
 )
 
 // kubeVersion is the Kubernetes version helm renders for: the one up.sh's kind node runs. A
@@ -56,18 +58,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// helmBin returns the pinned helm, failing the test when it is missing (skipping only with -short):
-// a missing tool must not turn the chart checks green.
+// helmBin returns the pinned helm (testkit.Tool: skipped under -short when missing, failed otherwise).
 func helmBin(t *testing.T) string {
 	t.Helper()
-	p := filepath.Join(repoRoot, ".tools", "bin", "helm")
-	if _, err := os.Stat(p); err != nil {
-		if testing.Short() {
-			t.Skipf("helm not installed at %s (-short); run tools/install.sh helm", p)
-		}
-		t.Fatalf("helm not installed at %s: run tools/install.sh helm (or go test -short to skip)", p)
-	}
-	return p
+	return testkit.Tool(t, "helm")
 }
 
 // runHelm runs helm with a bounded time and returns stdout; stderr is part of the error.

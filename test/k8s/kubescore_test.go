@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sre-instrumentation/storage-api/internal/testkit"
 )
 
 // kubeScoreRenders are the renders kube-score scores: the defaults, every feature on the bolt store, and the
@@ -54,13 +56,7 @@ func acceptedKubeScore(t *testing.T) map[string][]string {
 // CRITICAL that kube-score.accept does not accept for that render. Two optional checks are switched on
 // because the chart meets them.
 func TestKubeScore(t *testing.T) {
-	bin := filepath.Join(repoRoot, ".tools", "bin", "kube-score")
-	if _, err := os.Stat(bin); err != nil {
-		if testing.Short() {
-			t.Skipf("kube-score not installed at %s (-short); run tools/install.sh kube-score", bin)
-		}
-		t.Fatalf("kube-score not installed at %s: run tools/install.sh kube-score (or go test -short to skip)", bin)
-	}
+	bin := testkit.Tool(t, "kube-score")
 	accepted := acceptedKubeScore(t)
 	for _, r := range kubeScoreRenders {
 		t.Run(r.name, func(t *testing.T) {

@@ -11,7 +11,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -27,6 +26,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/sre-instrumentation/storage-api/internal/testkit"
 )
 
 // Credentials of the server's root account; test-only.
@@ -40,39 +41,10 @@ const (
 const startTimeout = 20 * time.Second
 
 // Binary returns the path of the versitygw binary, failing the test (or skipping it under
-// -short) when it has not been built.
+// -short) when it has not been built: testkit.Tool's rule.
 func Binary(t testing.TB) string {
 	t.Helper()
-	root, err := repoRoot()
-	if err != nil {
-		t.Fatalf("s3test: %v", err)
-	}
-	bin := filepath.Join(root, ".tools", "bin", "versitygw")
-	if _, err := os.Stat(bin); err != nil {
-		if testing.Short() {
-			t.Skipf("s3test: %s missing (run tools/install.sh versitygw); skipped under -short", bin)
-		}
-		t.Fatalf("s3test: %s missing: run tools/install.sh versitygw (builds it in a few minutes)", bin)
-	}
-	return bin
-}
-
-// repoRoot is the nearest directory above the working directory holding tools/install.sh.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "tools", "install.sh")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("repository root (tools/install.sh) not found above the working directory")
-		}
-		dir = parent
-	}
+	return testkit.Tool(t, "versitygw")
 }
 
 // Server is a running versitygw.
