@@ -117,7 +117,8 @@ type Store interface {
 	Delete(ctx context.Context, id string, cond Condition) error
 	// Ready reports whether the store can serve requests now (readiness probe).
 	Ready(ctx context.Context) error
-	// Close releases the store. Calls after Close return ErrUnavailable.
+	// Close releases the store. Calls after Close return ErrUnavailable; Close itself is
+	// idempotent (later calls return nil), as the conformance suite checks.
 	Close() error
 }
 

@@ -310,6 +310,16 @@ func testClosed(t *testing.T, s storage.Store, _ Options) {
 	if _, err := s.Get(ctx(t), "a"); !errors.Is(err, storage.ErrUnavailable) {
 		t.Errorf("Get after Close: err = %v, want ErrUnavailable", err)
 	}
+	// Close is idempotent: cmd/storage-api defers a Close that runs after the explicit one
+	// on the graceful path, and that second call must neither fail nor panic.
+	for i := 2; i <= 3; i++ {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close call %d after the first: %v, want nil (Close is idempotent)", i, err)
+		}
+	}
+	if err := s.Ready(ctx(t)); !errors.Is(err, storage.ErrUnavailable) {
+		t.Errorf("Ready after a second Close: err = %v, want ErrUnavailable", err)
+	}
 }
 
 // testPreconditions checks each form of Condition against an existing and a missing
