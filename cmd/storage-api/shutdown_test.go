@@ -55,9 +55,10 @@ func TestGracefulShutdown(t *testing.T) {
 		delay time.Duration // -shutdown-delay
 	}{
 		{"no delay", 0},
-		// 1s rather than Kubernetes-like seconds keeps the test short; it leaves ample
-		// room for the probe below on a loaded 2-core machine.
-		{"shutdown delay", time.Second},
+		// The probes below must run inside the delay: three requests on fresh connections,
+		// which take milliseconds, but a loaded 2-core machine can stall a process for a
+		// second. 3s leaves that margin while keeping the test short.
+		{"shutdown delay", 3 * time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { testGracefulShutdown(t, tt.delay) })

@@ -213,7 +213,9 @@ func testConfig(t *testing.T, apiAddr, loadgenAddr, amAddr string) string {
 
 // loadgenSummary is the part of loadgen's -output json summary the test uses.
 type loadgenSummary struct {
+	Scheduled       int64                       `json:"scheduled"`
 	Requests        int64                       `json:"requests"`
+	Dropped         int64                       `json:"dropped"`
 	ErrorRatio      float64                     `json:"error_ratio"`
 	TransportErrors int64                       `json:"transport_errors"`
 	ByMethodStatus  map[string]map[string]int64 `json:"by_method_status"`
@@ -232,15 +234,25 @@ func runLoadgen(ctx context.Context, t *testing.T, bin, logPath, apiAddr, metric
 		"-rate", strconv.Itoa(loadRate), "-duration", loadDuration.String(), "-output", "json",
 		"-metrics-address", metricsAddr)
 	cmd.Stdout, cmd.Stderr = &stdout, logf
+	// Exit 3 says some scheduled requests went late or were dropped: a loaded machine's
+	// speed, not a fault; the counts below are what the test checks.
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("loadgen: %v\nstdout: %s", err, stdout.String())
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 3 {
+			t.Fatalf("loadgen: %v\nstdout: %s", err, stdout.String())
+		}
+		t.Logf("loadgen: the rate was not delivered in full (exit 3); the counts still must agree")
 	}
 	var s loadgenSummary
 	if err := json.Unmarshal(stdout.Bytes(), &s); err != nil {
 		t.Fatalf("loadgen summary: %v\n%s", err, stdout.String())
 	}
-	if s.Requests < loadRate*int64(loadDuration/time.Second)*9/10 || len(s.ByMethodStatus) == 0 {
-		t.Fatalf("loadgen sent too little traffic: %s", stdout.String())
+	// Counts, not speed: the timetable has exactly rate × duration slots, each sent or dropped.
+	if want := loadRate * int64(loadDuration/time.Second); s.Scheduled != want || s.Requests+s.Dropped != s.Scheduled {
+		t.Fatalf("loadgen scheduled %d (want %d) = requests %d + dropped %d?\n%s", s.Scheduled, want, s.Requests, s.Dropped, stdout.String())
+	}
+	if s.Requests == 0 || len(s.ByMethodStatus) == 0 {
+		t.Fatalf("loadgen sent no traffic: %s", stdout.String())
 	}
 	if s.TransportErrors > 0 {
 		t.Errorf("loadgen saw %d transport errors", s.TransportErrors)
