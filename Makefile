@@ -62,6 +62,8 @@ fuzz:
 	go test -run '^$$' -fuzz FuzzAccessLogString -fuzztime $(FUZZTIME) ./internal/api
 	go test -run '^$$' -fuzz FuzzParseCondition -fuzztime $(FUZZTIME) ./internal/api
 	go test -run '^$$' -fuzz FuzzFramingScanner -fuzztime $(FUZZTIME) ./internal/api
+	go test -run '^$$' -fuzz FuzzRecord -fuzztime $(FUZZTIME) ./internal/storage/bolt
+	go test -run '^$$' -fuzz FuzzCheckMeta -fuzztime $(FUZZTIME) ./internal/storage/bolt
 	go test -run '^$$' -fuzz FuzzObjectName -fuzztime $(FUZZTIME) ./internal/storage/s3
 	go test -run '^$$' -fuzz FuzzParseMix -fuzztime $(FUZZTIME) ./internal/loadgen
 	go test -run '^$$' -fuzz FuzzParseSize -fuzztime $(FUZZTIME) ./internal/loadgen

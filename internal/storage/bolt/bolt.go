@@ -350,6 +350,11 @@ func damagedSize(old []byte, chunks *bolt.Bucket, prefix []byte) int64 {
 	if total > 0 {
 		return total
 	}
+	return damagedSizeInline(old)
+}
+
+// damagedSizeInline is damagedSize for a record without chunks.
+func damagedSizeInline(old []byte) int64 {
 	if len(old) >= v2Fixed {
 		n := int(binary.BigEndian.Uint16(old[2:4]))
 		if end := v2Fixed + n; len(old) >= end {

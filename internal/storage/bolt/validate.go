@@ -45,7 +45,11 @@ func checkFile(path string) error {
 	if err != nil {
 		return err
 	}
-	size := st.Size()
+	return checkMeta(f, st.Size(), path)
+}
+
+// checkMeta is checkFile on the file's contents f, of size bytes.
+func checkMeta(f io.ReaderAt, size int64, path string) error {
 	if size == 0 {
 		return fmt.Errorf("%s is empty (0 bytes), not a bbolt database: refusing to start an empty store over it (move it away to start afresh)", path)
 	}
