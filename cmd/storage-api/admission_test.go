@@ -347,3 +347,119 @@ func TestConnectionLimitBusy(t *testing.T) {
 		t.Errorf(`storage_api_requests_refused_total{reason="connections"} = %v, want 1`, v)
 	}
 }
+
+// TestMemoryBoundedUnderHostileUploads is issue 11's target: 11 uploads that send
+// 10 MiB - 1 byte and stall, plus 30 concurrent 10 MiB PUTs, against the bolt store
+// with the chart's memory limit. The whole resident set of the server (bolt's mapped
+// file pages included) stays under 256 MiB, /healthz answers within a second all
+// along, refused requests get 503 with Retry-After, and service is normal afterwards.
+func TestMemoryBoundedUnderHostileUploads(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves about 400 MiB through the server")
+	}
+	const (
+		size       = 10 << 20
+		memLimit   = 256 << 20
+		stalled    = 11
+		concurrent = 30
+	)
+	p := startBinary(t, plainBinary(t), []string{
+		"LISTEN_ADDRESS=127.0.0.1:0", "STORAGE_BACKEND=bolt", "DATA_DIR=" + t.TempDir(),
+		"ACCESS_LOG=false", "MEMORY_LIMIT=" + strconv.Itoa(memLimit),
+	})
+	pid := p.cmd.Process.Pid
+	probes := startProber(p.url, 100*time.Millisecond)
+
+	var answers []<-chan string
+	for i := range stalled {
+		_, a := stalledUpload(t, p.addr, fmt.Sprintf("stalled-%d", i), size)
+		answers = append(answers, a)
+	}
+
+	body := bytes.Repeat([]byte{'x'}, size)
+	var (
+		wg                   sync.WaitGroup
+		refused, ok, retries atomic.Int64
+		errs                 = make(chan error, concurrent)
+	)
+	for i := range concurrent {
+		wg.Go(func() {
+			c := newClient(1)
+			defer c.CloseIdleConnections()
+			url := fmt.Sprintf("%s/api/buckets/put-%d", p.url, i)
+			// A client that honours Retry-After, for at most 60 attempts.
+			for range 60 {
+				code, h, b, err := do(c, http.MethodPut, url, body, nil)
+				switch {
+				case err != nil:
+					// The server closes a refused request's connection without reading
+					// the body, so the client may see its write fail instead of the 503.
+					retries.Add(1)
+					time.Sleep(time.Second)
+					continue
+				case code == http.StatusServiceUnavailable:
+					refused.Add(1)
+					if h.Get("Retry-After") == "" || !json.Valid(b) {
+						errs <- fmt.Errorf("503 without Retry-After or JSON body: %q %q", h.Get("Retry-After"), b)
+						return
+					}
+					secs, _ := strconv.Atoi(h.Get("Retry-After"))
+					time.Sleep(time.Duration(max(secs, 1)) * time.Second)
+					continue
+				case code == http.StatusCreated || code == http.StatusNoContent:
+					ok.Add(1)
+					return
+				default:
+					errs <- fmt.Errorf("PUT %s: %d %s", url, code, b)
+					return
+				}
+			}
+			errs <- fmt.Errorf("PUT %s: still refused after 60 attempts", url)
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+
+	// Every stalled upload got an answer (refused, or cut for being too slow) or was
+	// closed; none may have been stored.
+	for i, a := range answers {
+		select {
+		case line := <-a:
+			t.Logf("stalled upload %d: %s", i, line)
+			if strings.Contains(line, " 20") {
+				t.Errorf("stalled upload %d was accepted: %s", i, line)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("stalled upload %d: no answer within 30s (the read timeout is 60s)", i)
+		}
+	}
+	probes.finish(t)
+
+	peak := procStatus(t, pid, "VmHWM")
+	t.Logf("peak RSS %.1f MiB; %d PUTs stored, %d refused with 503, %d retried after a closed connection; %d health probes",
+		float64(peak)/(1<<20), ok.Load(), refused.Load(), retries.Load(), probes.probes.Load())
+	if peak >= memLimit {
+		t.Errorf("peak RSS %d MiB, want under %d MiB", peak>>20, memLimit>>20)
+	}
+	if refused.Load()+retries.Load() == 0 {
+		t.Errorf("no request was refused: the test did not reach the memory budget")
+	}
+	if got := metricValue(t, p.url, `storage_api_requests_refused_total{reason="inflight_bytes"}`); got == 0 {
+		t.Errorf("storage_api_requests_refused_total{reason=\"inflight_bytes\"} = 0")
+	}
+	if got := metricValue(t, p.url, "storage_api_inflight_body_bytes"); got != 0 {
+		t.Errorf("storage_api_inflight_body_bytes = %v after every client finished, want 0", got)
+	}
+
+	// Service is normal once the clients are gone.
+	c := newClient(1)
+	if code, _, b, err := do(c, http.MethodPut, p.url+"/api/buckets/after", body, nil); err != nil || code != http.StatusCreated {
+		t.Fatalf("PUT after the storm: %d %s %v", code, b, err)
+	}
+	if code, _, b, err := do(c, http.MethodGet, p.url+"/api/buckets/put-0", nil, nil); err != nil || code != http.StatusOK || !bytes.Equal(b, body) {
+		t.Fatalf("GET after the storm: %d, %d bytes, %v", code, len(b), err)
+	}
+}
