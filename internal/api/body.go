@@ -19,9 +19,9 @@ const (
 	// chunkedStart is the first buffer of a body of unknown length (chunked encoding).
 	chunkedStart = 64 << 10
 	// responseHold is what a response body is charged against the budget: the copy
-	// buffer below plus the window a store reads ahead (bolt reads in windows, memory
-	// shares its slice, s3 streams), never the object's whole size.
-	responseHold = 256 << 10
+	// buffer below plus the window a store reads ahead (bolt copies 256 KiB windows,
+	// memory shares its slice, s3 streams), never the object's whole size.
+	responseHold = copyChunk + 256<<10
 	// copyChunk is the write size of large response bodies: the minimum rate is checked
 	// between writes.
 	copyChunk = 64 << 10
