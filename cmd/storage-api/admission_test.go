@@ -70,7 +70,10 @@ func procStatus(t *testing.T, pid int, field string) int64 {
 // `storage_api_requests_refused_total{reason="too_slow"}`.
 func metricValue(t *testing.T, url, series string) float64 {
 	t.Helper()
-	resp, err := http.Get(url + "/metrics")
+	// A connection of its own each time: a kept-alive one would take a place under the
+	// connection limit that the tests count.
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get(url + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +326,15 @@ func TestConnectionLimitBusy(t *testing.T) {
 		defer c.Close()
 		fmt.Fprintf(c, "PUT /api/buckets/busy-%d HTTP/1.1\r\nHost: test\r\nContent-Length: 1000\r\n\r\nabc", i)
 	}
-	time.Sleep(200 * time.Millisecond) // let the server read the headers: the uploads are active
+	// Wait until the server is serving all eight (their handlers are reading the bodies):
+	// in flight are the uploads plus the scrape itself, which comes on an overflow
+	// connection and is served there.
+	for deadline := time.Now().Add(20 * time.Second); metricValue(t, p.url, "http_requests_in_flight") < 9; {
+		if time.Now().After(deadline) {
+			t.Fatal("the eight uploads did not all start within 20s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := c.Get(p.url + "/healthz")
 	if err != nil {
