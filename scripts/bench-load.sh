@@ -7,6 +7,8 @@
 #   memory    PUT, GET             (default config: metrics and access log on)
 #   memory    GET with -metrics=false  (instrumentation overhead ratio)
 #   memory    GET with -access-log=false (the access log's share)
+#   memory    GET with tracing on, every request sampled and at the default ratio, exporting
+#             to the pinned Jaeger from .tools/bin if built (row name: tracing)
 #   bolt      PUT, GET             (durable: every PUT fsync'd, group commit)
 #   s3        PUT, GET             (against versitygw from .tools/bin, if built; BENCH_S3=0 skips)
 # Prints a markdown table: requests/s, p50 and p99 latency, and the server process's CPU
@@ -17,7 +19,7 @@
 # BENCH_IDS (1000), BENCH_PORT (18080). About 2 minutes with the defaults.
 # BENCH_REVISION=<git revision> measures storage-api as built from that revision instead of the
 # work tree, and BENCH_ROWS (default: all) picks rows: a space-separated subset of
-# "bare memory memory-nometrics memory-nolog bolt s3". scripts/bench-compare.sh uses both.
+# "bare memory memory-nometrics memory-nolog tracing bolt s3". scripts/bench-compare.sh uses both.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,6 +44,10 @@ work=$(mktemp -d)
 server_pid=
 gw_pid=
 cleanup() {
+	if [[ -n ${jaeger_pid:-} ]]; then
+		kill "$jaeger_pid" 2>/dev/null || true
+		wait "$jaeger_pid" 2>/dev/null || true
+	fi
 	if [[ -n $gw_pid ]]; then
 		kill "$gw_pid" 2>/dev/null || true
 		wait "$gw_pid" 2>/dev/null || true
@@ -62,7 +68,7 @@ else
 	(cd "$root" && go build -o "$work/storage-api" ./cmd/storage-api)
 fi
 (cd "$root" && go build -o "$work/bench-bare" ./cmd/bench-bare)
-rows_wanted=" ${BENCH_ROWS:-bare memory memory-nometrics memory-nolog bolt s3} "
+rows_wanted=" ${BENCH_ROWS:-bare memory memory-nometrics memory-nolog tracing bolt s3} "
 want() { [[ $rows_wanted == *" $1 "* ]]; }
 clk_tck=$(getconf CLK_TCK)
 
@@ -151,6 +157,35 @@ measure mem_get_nolog "storage-api memory -access-log=false, GET" get
 stop
 fi
 
+# Tracing on: the same GETs with spans exported over OTLP/HTTP to a real Jaeger (in-memory storage) on the
+# same cores, every request sampled, then the default parent-based ratio (internal/tracing).
+jaeger=$root/.tools/bin/jaeger
+jaeger_pid=
+if want tracing && [[ -x $jaeger ]]; then
+	otlp=127.0.0.1:$((port + 2))
+	sed -e "s/0\.0\.0\.0:4318/$otlp/" -e "s/0\.0\.0\.0:4317/127.0.0.1:$((port + 3))/" \
+		-e "s/0\.0\.0\.0:16686/127.0.0.1:$((port + 4))/" -e "s/0\.0\.0\.0:16685/127.0.0.1:$((port + 5))/" \
+		-e "s/0\.0\.0\.0:13133/127.0.0.1:$((port + 6))/" "$root/deploy/jaeger/config.yaml" >"$work/jaeger.yaml"
+	"$jaeger" --config "$work/jaeger.yaml" >"$work/jaeger.log" 2>&1 &
+	jaeger_pid=$!
+	for _ in $(seq 100); do
+		curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$((port + 6))/status" && break
+		sleep 0.1
+	done
+	start memory-trace1 env OTEL_EXPORTER_OTLP_ENDPOINT="http://$otlp" OTEL_TRACES_SAMPLER=always_on \
+		"$work/storage-api" -listen-address "$addr" -storage memory
+	preload
+	measure mem_get_trace1 "storage-api memory, tracing every request (Jaeger on the same cores), GET" get
+	stop
+	start memory-trace env OTEL_EXPORTER_OTLP_ENDPOINT="http://$otlp" \
+		"$work/storage-api" -listen-address "$addr" -storage memory
+	preload
+	measure mem_get_trace "storage-api memory, tracing at the default ratio 0.01, GET" get
+	stop
+	kill "$jaeger_pid" && wait "$jaeger_pid" 2>/dev/null || true
+	jaeger_pid=
+fi
+
 if want bolt; then
 start bolt "$work/storage-api" -listen-address "$addr" -storage bolt -data-dir "$work/bolt"
 measure bolt_put "storage-api bolt (fsync), PUT" put
@@ -198,3 +233,7 @@ echo "| memory GET / Python GET 2,900/s (target ≥ 12) | $(ratio "${rps[mem_get
 echo "| bolt PUT / Python in-memory PUT 3,400/s (target ≥ 1) | $(ratio "${rps[bolt_put]:-}" 3400) | |"
 echo "| metrics on / off, memory GET (target ≥ 0.95) | $(ratio "${rps[mem_get]:-}" "${rps[mem_get_off]:-}") | $(ratio "${cpu[mem_get]:-}" "${cpu[mem_get_off]:-}") |"
 echo "| access log on / off, memory GET | $(ratio "${rps[mem_get]:-}" "${rps[mem_get_nolog]:-}") | $(ratio "${cpu[mem_get]:-}" "${cpu[mem_get_nolog]:-}") |"
+if [[ -n ${rps[mem_get_trace]:-} ]]; then
+	echo "| tracing every request / off, memory GET | $(ratio "${rps[mem_get_trace1]:-}" "${rps[mem_get]:-}") | $(ratio "${cpu[mem_get_trace1]:-}" "${cpu[mem_get]:-}") |"
+	echo "| tracing at ratio 0.01 / off, memory GET | $(ratio "${rps[mem_get_trace]:-}" "${rps[mem_get]:-}") | $(ratio "${cpu[mem_get_trace]:-}" "${cpu[mem_get]:-}") |"
+fi

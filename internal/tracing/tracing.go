@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk"
@@ -36,9 +37,9 @@ var Propagator propagation.TextMapPropagator = propagation.TraceContext{}
 
 // EnvHelp lists the variables New reads, for the binaries' -h.
 const EnvHelp = `Tracing (OpenTelemetry; off unless an OTLP endpoint is set; docs/tracing.md) reads the standard variables:
-  OTEL_EXPORTER_OTLP_ENDPOINT          OTLP/HTTP base URL (/v1/traces is appended), e.g. http://jaeger:4318
-  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT   full OTLP/HTTP traces URL (wins over the above)
-  OTEL_EXPORTER_OTLP_PROTOCOL          http/protobuf (the only one supported)
+  OTEL_EXPORTER_OTLP_ENDPOINT          OTLP base URL (/v1/traces is appended for HTTP), e.g. http://jaeger:4318
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT   full traces URL (wins over the above)
+  OTEL_EXPORTER_OTLP_PROTOCOL          http/protobuf (default) or grpc
   OTEL_EXPORTER_OTLP_TRACES_PROTOCOL   same, for traces only
   OTEL_EXPORTER_OTLP_HEADERS           headers sent with each export (also _TIMEOUT, _COMPRESSION, _CERTIFICATE)
   OTEL_SERVICE_NAME                    service.name
@@ -52,14 +53,15 @@ const EnvHelp = `Tracing (OpenTelemetry; off unless an OTLP endpoint is set; doc
 
 // Config is what New read from the environment; String describes it for the start-up log.
 type Config struct {
-	Endpoint    string // OTLP/HTTP traces URL
+	Endpoint    string // traces URL
+	Protocol    string // http/protobuf or grpc
 	Sampler     string // as named in OTEL_TRACES_SAMPLER
 	SamplerArg  float64
 	ServiceName string
 }
 
 func (c Config) String() string {
-	return fmt.Sprintf("endpoint=%s sampler=%s ratio=%g service=%s", c.Endpoint, c.Sampler, c.SamplerArg, c.ServiceName)
+	return fmt.Sprintf("endpoint=%s protocol=%s sampler=%s ratio=%g service=%s", c.Endpoint, c.Protocol, c.Sampler, c.SamplerArg, c.ServiceName)
 }
 
 // New returns a tracer provider configured from the environment (read through getenv),
@@ -84,17 +86,18 @@ func New(ctx context.Context, serviceName, version string, getenv func(string) s
 		}
 		return nil, cfg, fmt.Errorf("OTEL_TRACES_EXPORTER=%q: only otlp (or none) is supported", exp)
 	}
-	endpoint, err := tracesEndpoint(getenv)
+	proto := firstSet(getenv, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
+	if proto == "" {
+		proto = "http/protobuf"
+	}
+	if proto != "http/protobuf" && proto != "grpc" {
+		return nil, cfg, fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL=%q: want http/protobuf or grpc", proto)
+	}
+	endpoint, err := tracesEndpoint(getenv, proto)
 	if err != nil || endpoint == "" {
 		return nil, cfg, err
 	}
-	cfg.Endpoint = endpoint
-	proto := firstSet(getenv, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
-	if proto != "" && proto != "http/protobuf" {
-		// gRPC would add google.golang.org/grpc to the binary for no gain: every
-		// collector and Jaeger take OTLP over HTTP too.
-		return nil, cfg, fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL=%q: only http/protobuf is supported", proto)
-	}
+	cfg.Endpoint, cfg.Protocol = endpoint, proto
 	sampler, err := newSampler(getenv, &cfg)
 	if err != nil {
 		return nil, cfg, err
@@ -107,7 +110,13 @@ func New(ctx context.Context, serviceName, version string, getenv func(string) s
 	if err != nil {
 		return nil, cfg, err
 	}
-	exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(endpoint))
+	var exp sdktrace.SpanExporter
+	if proto == "grpc" {
+		// An http:// endpoint means a plaintext connection, https:// TLS (the specification).
+		exp, err = otlptracegrpc.New(ctx, otlptracegrpc.WithEndpointURL(endpoint))
+	} else {
+		exp, err = otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(endpoint))
+	}
 	if err != nil {
 		return nil, cfg, fmt.Errorf("OTLP exporter: %w", err)
 	}
@@ -119,16 +128,18 @@ func New(ctx context.Context, serviceName, version string, getenv func(string) s
 	return tp, cfg, nil
 }
 
-// tracesEndpoint is the OTLP/HTTP traces URL: the signal-specific variable as it is, or
-// the generic one with /v1/traces appended (the OTLP exporter specification).
-func tracesEndpoint(getenv func(string) string) (string, error) {
+// tracesEndpoint is the traces URL: the signal-specific variable as it is, or the generic
+// one, with /v1/traces appended for OTLP/HTTP (the OTLP exporter specification).
+func tracesEndpoint(getenv func(string) string, proto string) (string, error) {
 	name, u := "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 	if u == "" {
 		name, u = "OTEL_EXPORTER_OTLP_ENDPOINT", strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_ENDPOINT"))
 		if u == "" {
 			return "", nil
 		}
-		u = strings.TrimRight(u, "/") + "/v1/traces"
+		if proto == "http/protobuf" {
+			u = strings.TrimRight(u, "/") + "/v1/traces"
+		}
 	}
 	p, err := url.Parse(u)
 	if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {

@@ -3,6 +3,7 @@ package tracing_test
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sre-instrumentation/storage-api/internal/tracing"
@@ -34,7 +36,7 @@ func TestConfigErrors(t *testing.T) {
 	base := map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
 	for _, tc := range []struct{ key, value, want string }{
 		{"OTEL_EXPORTER_OTLP_ENDPOINT", "127.0.0.1:4318", "http(s) URL"},
-		{"OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", "only http/protobuf"},
+		{"OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", "http/protobuf or grpc"},
 		{"OTEL_TRACES_SAMPLER", "sometimes", "OTEL_TRACES_SAMPLER"},
 		{"OTEL_TRACES_SAMPLER_ARG", "1.5", "0..1"},
 		{"OTEL_TRACES_EXPORTER", "zipkin", "only otlp"},
@@ -153,5 +155,60 @@ func TestShutdownFlushes(t *testing.T) {
 		if res[k] != v {
 			t.Errorf("resource %s = %q, want %q (all: %v)", k, res[k], v, res)
 		}
+	}
+}
+
+// traceServer is an OTLP/gRPC receiver that counts the spans it was sent.
+type traceServer struct {
+	coltracepb.UnimplementedTraceServiceServer
+	mu    sync.Mutex
+	names []string
+}
+
+func (s *traceServer) Export(_ context.Context, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, rs := range req.GetResourceSpans() {
+		for _, ss := range rs.GetScopeSpans() {
+			for _, sp := range ss.GetSpans() {
+				s.names = append(s.names, sp.GetName())
+			}
+		}
+	}
+	return &coltracepb.ExportTraceServiceResponse{}, nil
+}
+
+// TestGRPC: OTEL_EXPORTER_OTLP_PROTOCOL=grpc exports to the endpoint as it is (no path), in
+// plaintext for an http:// URL.
+func TestGRPC(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv := &traceServer{}
+	srv := grpc.NewServer()
+	coltracepb.RegisterTraceServiceServer(srv, recv)
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Stop()
+	tp, cfg, err := tracing.New(context.Background(), "svc", "v1", env(map[string]string{
+		"OTEL_EXPORTER_OTLP_ENDPOINT": "http://" + ln.Addr().String(),
+		"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+		"OTEL_TRACES_SAMPLER":         "always_on",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Endpoint != "http://"+ln.Addr().String() || cfg.Protocol != "grpc" {
+		t.Errorf("config %+v", cfg)
+	}
+	_, span := tp.Tracer("test").Start(context.Background(), "over-grpc")
+	span.End()
+	if err := tp.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	recv.mu.Lock()
+	defer recv.mu.Unlock()
+	if len(recv.names) != 1 || recv.names[0] != "over-grpc" {
+		t.Errorf("received %q", recv.names)
 	}
 }

@@ -52,7 +52,7 @@ func TestTracesEndToEnd(t *testing.T) {
 	}
 
 	// Jaeger with the stack's configuration, every listener moved to a free 127.0.0.1 port.
-	queryAddr, otlpHTTP, healthAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	queryAddr, otlpGRPC, otlpHTTP, healthAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 	raw, err := os.ReadFile(absPath(t, "deploy/jaeger/config.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +60,7 @@ func TestTracesEndToEnd(t *testing.T) {
 	jcfg := string(raw)
 	for _, r := range []struct{ old, new string }{
 		{"0.0.0.0:16686", queryAddr}, {"0.0.0.0:16685", freeAddr(t)}, {"0.0.0.0:13133", healthAddr},
-		{"0.0.0.0:4317", freeAddr(t)}, {"0.0.0.0:4318", otlpHTTP},
+		{"0.0.0.0:4317", otlpGRPC}, {"0.0.0.0:4318", otlpHTTP},
 	} {
 		if !strings.Contains(jcfg, r.old) {
 			t.Fatalf("deploy/jaeger/config.yaml no longer listens on %s; update this test", r.old)
@@ -84,10 +84,12 @@ func TestTracesEndToEnd(t *testing.T) {
 			"OTEL_BSP_SCHEDULE_DELAY=200",
 		}, extra...)
 	}
+	// The API exports over OTLP/gRPC, loadgen over OTLP/HTTP: both protocols reach the real receiver.
+	apiOtel := append(otel("storage-api"), "OTEL_EXPORTER_OTLP_PROTOCOL=grpc", "OTEL_EXPORTER_OTLP_ENDPOINT=http://"+otlpGRPC)
 	apiAddr, loadgenAddr, promAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	apiLog := filepath.Join(dir, "server.log")
 	// The API keeps its default sampler: parent-based, so it follows loadgen's decision.
-	api := startEnv(ctx, t, "storage-api", apiLog, filepath.Join(bin, "storage-api"), otel("storage-api"),
+	api := startEnv(ctx, t, "storage-api", apiLog, filepath.Join(bin, "storage-api"), apiOtel,
 		"-listen-address", apiAddr, "-storage", "bolt", "-data-dir", filepath.Join(dir, "data"), "-access-log=true")
 	waitHTTP(ctx, t, "http://"+apiAddr+"/readyz", api)
 
