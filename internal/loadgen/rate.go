@@ -13,7 +13,8 @@ type job struct {
 	due   time.Time
 	paced bool // rate mode: due is a time on the timetable
 	// late: no worker was free at its due time and the pool was at -max-concurrency, so
-	// it waited for one. Its latency is measured from due, the wait included.
+	// it waited for one, or it fell due while the pacer was still catching up after such a
+	// wait. Its latency is measured from due, the wait included.
 	late bool
 }
 
@@ -69,6 +70,9 @@ func runRate(sig context.Context, reqCtx context.Context, cfg Config, c *client)
 	defer timer.Stop()
 	<-timer.C
 	var scheduled, handed int64
+	// delayed: the pacer waited for a worker and has not caught up with the timetable since;
+	// the requests it hands out meanwhile are late too, even to a worker that is idle by then.
+	delayed := false
 	due := int64(-1) // requests due in the window; -1: count them from the timetable below
 loop:
 	for i := int64(0); ; i++ {
@@ -78,6 +82,7 @@ loop:
 		}
 		// Behind schedule (a busy moment) means no sleep: catch up at once.
 		if wait := time.Until(at); wait > 0 {
+			delayed = false
 			timer.Reset(wait)
 			select {
 			case <-sig.Done():
@@ -93,7 +98,7 @@ loop:
 		}
 		scheduled++
 		c.metrics.scheduled.Inc()
-		j := job{due: at, paced: true}
+		j := job{due: at, paced: true, late: delayed}
 		select {
 		case work <- j:
 		default:
@@ -102,17 +107,19 @@ loop:
 				break
 			}
 			// At the bound: wait for a worker, until the window ends.
-			j.late = true
+			j.late, delayed = true, true
 			select {
 			case work <- j:
-				c.stats.Late()
-				c.metrics.late.Inc()
 			case <-windowOver:
 				break loop
 			case <-sig.Done():
 				end = time.Now()
 				break loop
 			}
+		}
+		if j.late {
+			c.stats.Late()
+			c.metrics.late.Inc()
 		}
 		handed++
 	}
