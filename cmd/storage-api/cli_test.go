@@ -5,12 +5,14 @@ import (
 	"net/http"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/sre-instrumentation/storage-api/internal/storage/bolt"
+	"github.com/sre-instrumentation/storage-api/internal/testkit"
 )
 
 func TestVersion(t *testing.T) {
@@ -30,7 +32,7 @@ func TestVersion(t *testing.T) {
 // its environment variable.
 func TestHelp(t *testing.T) {
 	t.Parallel()
-	code, _, usage := runBinary(t, 10*time.Second, nil, "-h")
+	code, _, usage := runInProcess(t, 10*time.Second, nil, "-h")
 	if code != 0 {
 		t.Fatalf("-h exited %d", code)
 	}
@@ -103,7 +105,7 @@ func TestInvalidConfig(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			// Port 0 and memory: should a bad value be accepted, the process starts
-			// listening and runBinary's timeout fails the test, without touching :5000 or ./data.
+			// listening and runInProcess's timeout fails the test, without touching :5000 or ./data.
 			args := append([]string{"-listen-address", "127.0.0.1:0", "-storage", "memory"}, tt.args...)
 			if len(tt.env) > 0 {
 				args = tt.args // env cases: a flag would override the variable under test
@@ -111,7 +113,7 @@ func TestInvalidConfig(t *testing.T) {
 					args = append(args, "-listen-address", "127.0.0.1:0")
 				}
 			}
-			code, stdout, stderr := runBinary(t, 10*time.Second, tt.env, args...)
+			code, stdout, stderr := runInProcess(t, 10*time.Second, tt.env, args...)
 			if code == 0 {
 				t.Fatalf("exit 0 with %v %q; want non-zero", tt.env, tt.args)
 			}
@@ -131,12 +133,12 @@ func TestInvalidConfig(t *testing.T) {
 }
 
 func TestHealthcheck(t *testing.T) {
-	p := startProc(t, nil, "-listen-address", "127.0.0.1:0", "-storage", "memory", "-access-log=false")
+	p := startInProcess(t, nil, "-listen-address", "127.0.0.1:0", "-storage", "memory", "-access-log=false")
 	_, port, err := net.SplitHostPort(p.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	closedPort := freePort(t)
+	closedPort := strconv.Itoa(testkit.FreePort(t))
 
 	// A listener that accepts and never answers: the healthcheck must give up (2s).
 	hung, err := net.Listen("tcp", "127.0.0.1:0")
@@ -184,7 +186,7 @@ func TestHealthcheck(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// 10s: the check's own 2s limit plus a loaded machine's process start.
-			code, _, stderr := runBinary(t, 10*time.Second, tt.env, append([]string{"-healthcheck"}, tt.args...)...)
+			code, _, stderr := runInProcess(t, 10*time.Second, tt.env, append([]string{"-healthcheck"}, tt.args...)...)
 			if (code == 0) != tt.wantZero {
 				t.Errorf("-healthcheck exited %d (want zero: %v); stderr: %s", code, tt.wantZero, stderr)
 			}
@@ -196,22 +198,10 @@ func TestHealthcheck(t *testing.T) {
 	}
 }
 
-// freePort returns a port on 127.0.0.1 that nothing listens on (it was free a moment ago).
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	l.Close()
-	return port
-}
-
 // TestAccessLogAndRequestID checks the access-log line of each request and the
 // X-Request-Id echo: the client's id when valid, a generated one otherwise.
 func TestAccessLogAndRequestID(t *testing.T) {
-	p := startProc(t, nil, "-listen-address", "127.0.0.1:0", "-storage", "memory")
+	p := startInProcess(t, nil, "-listen-address", "127.0.0.1:0", "-storage", "memory")
 	client := newClient(1)
 	generated := regexp.MustCompile(`^[0-9a-f]{16}$`)
 	tests := []struct {

@@ -426,7 +426,7 @@ func TestHealthcheckProbesListenAddress(t *testing.T) {
 				t.Fatalf("listening on %s, want %s", p.addr, host)
 			}
 			// The container's HEALTHCHECK runs with the service's own environment.
-			code, _, stderr := runBinary(t, 10*time.Second, []string{"LISTEN_ADDRESS=" + p.addr}, "-healthcheck")
+			code, _, stderr := runInProcess(t, 10*time.Second, []string{"LISTEN_ADDRESS=" + p.addr}, "-healthcheck")
 			if code != 0 {
 				t.Errorf("-healthcheck with LISTEN_ADDRESS=%s exited %d: %s", p.addr, code, stderr)
 			}

@@ -42,24 +42,32 @@ var (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	// After the first signal starts the graceful shutdown, a second one kills at once.
-	context.AfterFunc(ctx, stop)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
-	stop()
+	os.Exit(exitCode(run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr), os.Stderr))
+}
+
+// exitCode maps run's result to the process's exit status, printing the error: 0 for
+// success and -h, 1 for any error (a bad flag included).
+func exitCode(err error, stderr io.Writer) int {
 	switch {
-	case err == nil:
-	case errors.Is(err, config.ErrHelp):
+	case err == nil, errors.Is(err, config.ErrHelp):
+		return 0
 	default:
-		fmt.Fprintln(os.Stderr, "storage-api:", err)
-		os.Exit(1)
+		fmt.Fprintln(stderr, "storage-api:", err)
+		return 1
 	}
 }
 
 // run starts the server (or, with "check" first, runs the offline scrub) and blocks
 // until ctx is cancelled (a signal), then shuts down gracefully: readiness fails, the listener closes, in-flight requests finish, the
 // store closes.
+//
+// The first SIGINT or SIGTERM starts the graceful shutdown; a second one kills the process
+// the default way. The signal handling is here, not in main, so tests that call run get the
+// binary's behaviour (as cmd/loadgen's run does).
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	context.AfterFunc(ctx, stop)
 	if len(args) > 0 && args[0] == "check" {
 		return checkCommand(args[1:], getenv, stdout, stderr)
 	}

@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sre-instrumentation/storage-api/internal/testkit"
 )
 
 // serverBinary is the storage-api executable TestMain builds, with the version and revision
@@ -113,32 +115,16 @@ func childEnv(env []string) []string {
 	return e
 }
 
-// syncBuffer is a bytes.Buffer safe to read while the child writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// proc is a running storage-api child.
+// proc is a running storage-api: a child process, or run in this process (cmd nil; see
+// startInProcess).
 type proc struct {
 	t      *testing.T
 	cmd    *exec.Cmd
-	addr   string // host:port it listens on
-	url    string // http://addr
+	cancel context.CancelFunc // in-process: what a SIGINT or SIGTERM does
+	addr   string             // host:port it listens on
+	url    string             // http://addr
 	stdout *logLines
-	stderr *syncBuffer
+	stderr *testkit.SyncBuffer
 	exited chan struct{}
 	err    error // cmd.Wait's result, set before exited is closed
 }
@@ -192,7 +178,7 @@ func launchBinary(t *testing.T, bin string, env []string, args ...string) *proc 
 		t:      t,
 		cmd:    exec.Command(bin, args...),
 		stdout: &logLines{addr: make(chan string, 1)},
-		stderr: &syncBuffer{},
+		stderr: &testkit.SyncBuffer{},
 		exited: make(chan struct{}),
 	}
 	p.cmd.Env = childEnv(env)
@@ -220,6 +206,13 @@ func launchBinary(t *testing.T, bin string, env []string, args ...string) *proc 
 
 func (p *proc) signal(sig os.Signal) {
 	p.t.Helper()
+	if p.cmd == nil {
+		if sig != syscall.SIGINT && sig != syscall.SIGTERM {
+			p.t.Fatalf("in-process storage-api: only SIGINT and SIGTERM (a cancelled context), not %v", sig)
+		}
+		p.cancel()
+		return
+	}
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		p.t.Fatalf("signal %v: %v", sig, err)
 	}
@@ -229,6 +222,14 @@ func (p *proc) signal(sig os.Signal) {
 // still running after d is killed and fails the test.
 func (p *proc) wait(d time.Duration) int {
 	p.t.Helper()
+	if p.cmd == nil {
+		select {
+		case <-p.exited:
+		case <-time.After(d):
+			p.t.Fatalf("in-process storage-api still running %v after its context was cancelled\nstderr:\n%s", d, p.stderr)
+		}
+		return exitCode(p.err, p.stderr)
+	}
 	select {
 	case <-p.exited:
 	case <-time.After(d):

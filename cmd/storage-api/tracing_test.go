@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -12,6 +13,8 @@ import (
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/sre-instrumentation/storage-api/internal/testkit"
 )
 
 // otlpReceiver is an OTLP/HTTP traces endpoint that keeps the span names and trace ids
@@ -99,7 +102,7 @@ func TestTracingFlushedAtShutdown(t *testing.T) {
 
 // TestDebugAddress: pprof answers on its own listener and never on the API port.
 func TestDebugAddress(t *testing.T) {
-	dbg := freePort(t)
+	dbg := strconv.Itoa(testkit.FreePort(t))
 	p := startProc(t, nil, "-listen-address", "127.0.0.1:0", "-storage", "memory", "-debug-address", dbg)
 	c := newClient(1)
 	status, _, body, err := do(c, http.MethodGet, "http://127.0.0.1:"+dbg+"/debug/pprof/", nil, nil)
