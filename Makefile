@@ -18,7 +18,8 @@ build:
 run:
 	go run ./cmd/storage-api
 
-## tools: pinned Prometheus, promtool, amtool, helm, versitygw into .tools/bin (cached)
+## tools: the pinned tools (Prometheus, promtool, amtool, Alertmanager, helm, kube-score, versitygw, jaeger,
+## golangci-lint) into .tools/bin (cached)
 tools:
 	bash tools/install.sh
 
@@ -68,13 +69,14 @@ fuzz:
 	go test -run '^$$' -fuzz FuzzParseMix -fuzztime $(FUZZTIME) ./internal/loadgen
 	go test -run '^$$' -fuzz FuzzParseSize -fuzztime $(FUZZTIME) ./internal/loadgen
 
-## lint: gofmt on the tree; go vet on every module that holds packages (found, not listed, so a new module is
+## lint: gofmt on the tree; go vet and golangci-lint (.golangci.yml, pinned in tools/install.sh) on every module that holds packages (found, not listed, so a new module is
 ## vetted too; tools/* only pin tool versions). test/k8s/apiserver's vet compiles etcd's server packages: about
 ## a minute the first time, cached afterwards.
 GO_MODULES := $(patsubst ./%,%,$(shell find . -name go.mod -not -path './.tools/*' -not -path './tools/*' -exec dirname {} \; | sort))
 lint:
+	bash tools/install.sh golangci-lint
 	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt: files above need formatting" && exit 1)
-	@set -e; for m in $(GO_MODULES); do echo "go vet: $$m"; (cd $$m && go vet ./...); done
+	@set -e; for m in $(GO_MODULES); do echo "go vet, golangci-lint: $$m"; (cd $$m && go vet ./... && $(CURDIR)/$(TOOLS)/golangci-lint run ./...); done
 
 ## kind-up / kind-down: the whole stack on a local kind cluster (needs Docker and kind)
 kind-up:

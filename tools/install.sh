@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs the pinned external tools the tests need (Prometheus, promtool, amtool, Alertmanager, helm,
-# kube-score, versitygw) into .tools/bin, which git ignores. Each tool is rebuilt only when its pinned version changes:
+# Installs the pinned external tools the tests and make lint need (Prometheus, promtool, amtool, Alertmanager,
+# helm, kube-score, versitygw, jaeger, golangci-lint) into .tools/bin, which git ignores. Each tool is rebuilt only when its pinned version changes:
 # a stamp file per tool records the version it was built from.
 #
 #   tools/install.sh            # all tools
@@ -27,6 +27,9 @@ ALERTMANAGER_SERVER_VERSION=v0.31.1
 # this project can reach, so they are not installed; test/k8s and deploy/ check what they would have.
 KUBE_SCORE_VERSION=v1.20.0
 HELM_VERSION=v4.3.1
+# golangci-lint runs in make lint with .golangci.yml. go install at a version builds it from its own go.mod,
+# so none of its dependencies enter this repository's modules.
+GOLANGCI_LINT_VERSION=v2.15.0
 VERSITYGW_VERSION=v1.8.0
 
 # install NAME VERSION PACKAGE [go install flags...]
@@ -63,7 +66,7 @@ install_jaeger() {
 }
 
 want=("$@")
-[[ ${#want[@]} -gt 0 ]] || want=(prometheus promtool helm versitygw amtool alertmanager kube-score jaeger)
+[[ ${#want[@]} -gt 0 ]] || want=(prometheus promtool helm versitygw amtool alertmanager kube-score jaeger golangci-lint)
 
 for t in "${want[@]}"; do
   case "$t" in
@@ -74,6 +77,7 @@ for t in "${want[@]}"; do
     amtool) install amtool "$ALERTMANAGER_VERSION" github.com/prometheus/alertmanager/cmd/amtool -ldflags "-s -w" ;;
     alertmanager) install alertmanager "$ALERTMANAGER_SERVER_VERSION" github.com/prometheus/alertmanager/cmd/alertmanager -ldflags "-s -w" ;;
     kube-score) install kube-score "$KUBE_SCORE_VERSION" github.com/zegl/kube-score/cmd/kube-score -ldflags "-s -w" ;;
+    golangci-lint) install golangci-lint "$GOLANGCI_LINT_VERSION" github.com/golangci/golangci-lint/v2/cmd/golangci-lint -ldflags "-s -w" ;;
     helm) install helm "$HELM_VERSION" helm.sh/helm/v4/cmd/helm -ldflags "-s -w" ;;
     jaeger) install_jaeger ;;
     versitygw) install versitygw "$VERSITYGW_VERSION" github.com/versity/versitygw/cmd/versitygw -ldflags "-s -w" ;;

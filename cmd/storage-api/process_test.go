@@ -164,14 +164,8 @@ func startBinary(t *testing.T, bin string, env []string, args ...string) *proc {
 	}
 }
 
-// launch starts the binary without waiting for anything. At cleanup a process still
+// launchBinary starts bin without waiting for anything. At cleanup a process still
 // running is killed, and a data race it reported fails the test.
-func launch(t *testing.T, env []string, args ...string) *proc {
-	t.Helper()
-	return launchBinary(t, serverBinary, env, args...)
-}
-
-// launchBinary is launch for another build of the server.
 func launchBinary(t *testing.T, bin string, env []string, args ...string) *proc {
 	t.Helper()
 	p := &proc{

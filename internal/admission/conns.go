@@ -35,10 +35,10 @@ type ConnLimiter struct {
 	rejected atomic.Int64
 }
 
-// NewConnLimiter allows max connections, plus reserve overflow connections for the
+// NewConnLimiter allows limit connections, plus reserve overflow connections for the
 // operational routes.
-func NewConnLimiter(max, reserve int) *ConnLimiter {
-	return &ConnLimiter{max: max, reserve: reserve, newGrace: time.Second, conns: make(map[*Conn]struct{})}
+func NewConnLimiter(limit, reserve int) *ConnLimiter {
+	return &ConnLimiter{max: limit, reserve: reserve, newGrace: time.Second, conns: make(map[*Conn]struct{})}
 }
 
 // Listener returns ln with Accept subject to the limit.

@@ -213,6 +213,7 @@ func benchTracerProvider(b *testing.B, ratio float64) *sdktrace.TracerProvider {
 	return tp
 }
 
+//nolint:sloglint // the benchmark measures the JSON encoding cost, which slog.DiscardHandler skips
 func jsonDiscardLogger() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, nil)) }
 
 func BenchmarkMiddleware(b *testing.B) {

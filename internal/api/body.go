@@ -93,7 +93,8 @@ func (b *bodies) readBody(w http.ResponseWriter, r *http.Request, maxSize int64,
 		body = admission.PacedReader(body, rc, b.rate, deadline(start, b.readTimeout))
 		// The pacer moved the read deadline; net/http's background read after the body
 		// must not inherit it (it would cancel the request while the store works).
-		defer rc.SetReadDeadline(time.Time{})
+		// Clearing a deadline on a connection that is gone fails, and there is nothing left to clear.
+		defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
 	}
 	if n := r.ContentLength; n >= 0 {
 		first := min(n, probeSize)
@@ -131,7 +132,7 @@ func (b *bodies) readBody(w http.ResponseWriter, r *http.Request, maxSize int64,
 		for len(buf) < cap(buf) {
 			n, err := body.Read(buf[len(buf):cap(buf)])
 			buf = buf[:len(buf)+n]
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				return buf, nil
 			}
 			if err != nil {
@@ -151,7 +152,7 @@ func deadline(start time.Time, timeout time.Duration) time.Time {
 
 // unexpectedEOF reports a body that ended before its Content-Length as what it is.
 func unexpectedEOF(err error) error {
-	if err == io.EOF {
+	if errors.Is(err, io.EOF) {
 		return io.ErrUnexpectedEOF
 	}
 	return err

@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -58,7 +59,7 @@ func observe(route *metrics.Route, log *slog.Logger, access *accessLog, tr *serv
 
 			defer func() {
 				p := recover()
-				if p == http.ErrAbortHandler {
+				if err, ok := p.(error); ok && errors.Is(err, http.ErrAbortHandler) {
 					// Deliberate abort: let net/http close the connection quietly.
 					defer panic(p)
 				} else if p != nil {

@@ -45,27 +45,32 @@ func (fs *FlagSet) bind(name, env string) {
 	f.Usage += " (env " + env + ")"
 }
 
+// StringVar defines a string flag -name, also set by the variable env.
 func (fs *FlagSet) StringVar(p *string, name, env, value, usage string) {
 	fs.FlagSet.StringVar(p, name, value, usage)
 	fs.bind(name, env)
 }
 
+// String is StringVar returning a pointer to the value.
 func (fs *FlagSet) String(name, env, value, usage string) *string {
 	p := new(string)
 	fs.StringVar(p, name, env, value, usage)
 	return p
 }
 
+// BoolVar defines a bool flag -name, also set by the variable env.
 func (fs *FlagSet) BoolVar(p *bool, name, env string, value bool, usage string) {
 	fs.FlagSet.BoolVar(p, name, value, usage)
 	fs.bind(name, env)
 }
 
+// IntVar defines an int flag -name, also set by the variable env.
 func (fs *FlagSet) IntVar(p *int, name, env string, value int, usage string) {
 	fs.FlagSet.IntVar(p, name, value, usage)
 	fs.bind(name, env)
 }
 
+// Int64Var defines an int64 flag -name, also set by the variable env.
 func (fs *FlagSet) Int64Var(p *int64, name, env string, value int64, usage string) {
 	fs.FlagSet.Int64Var(p, name, value, usage)
 	fs.bind(name, env)
@@ -81,6 +86,7 @@ func (fs *FlagSet) Float64Var(p *float64, name, env string, value float64, usage
 	fs.floats[name] = p
 }
 
+// DurationVar defines a duration flag -name, also set by the variable env.
 func (fs *FlagSet) DurationVar(p *time.Duration, name, env string, value time.Duration, usage string) {
 	fs.FlagSet.DurationVar(p, name, value, usage)
 	fs.bind(name, env)

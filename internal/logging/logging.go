@@ -75,6 +75,7 @@ func (l *Logger) Close() {
 // its trace and a trace to its lines. The access log writes the same two fields itself.
 type TraceHandler struct{ slog.Handler }
 
+// Handle adds the span's ids to r when ctx carries a sampled span.
 func (h TraceHandler) Handle(ctx context.Context, r slog.Record) error {
 	if sc := trace.SpanContextFromContext(ctx); sc.IsSampled() {
 		r.AddAttrs(slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
@@ -82,10 +83,12 @@ func (h TraceHandler) Handle(ctx context.Context, r slog.Record) error {
 	return h.Handler.Handle(ctx, r)
 }
 
+// WithAttrs keeps the trace fields on the derived handler.
 func (h TraceHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	return TraceHandler{h.Handler.WithAttrs(as)}
 }
 
+// WithGroup keeps the trace fields on the derived handler.
 func (h TraceHandler) WithGroup(name string) slog.Handler {
 	return TraceHandler{h.Handler.WithGroup(name)}
 }

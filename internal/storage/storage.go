@@ -12,22 +12,22 @@ import (
 )
 
 var (
-	// ErrNotFound: no object under that id.
+	// ErrNotFound means there is no object under that id.
 	ErrNotFound = errors.New("not found")
-	// ErrUnavailable: the backend cannot serve right now (remote store unreachable, closed,
+	// ErrUnavailable means the backend cannot serve right now (remote store unreachable, closed,
 	// timed out). The API answers 503, not 500: retrying later may succeed.
 	ErrUnavailable = errors.New("storage unavailable")
-	// ErrPreconditionFailed: the write's Condition did not hold when the write was
+	// ErrPreconditionFailed means the write's Condition did not hold when the write was
 	// applied; nothing was written. The API answers 412.
 	ErrPreconditionFailed = errors.New("precondition failed")
-	// ErrConditionUnsupported: the backend cannot enforce this Condition atomically
+	// ErrConditionUnsupported means the backend cannot enforce this Condition atomically
 	// (s3 on a server without conditional writes). Nothing was written: a guarded write
 	// is refused rather than turned into a silent overwrite. The API answers 501.
 	ErrConditionUnsupported = errors.New("condition cannot be enforced atomically by this backend")
-	// ErrCorrupt: the stored object failed verification against the checksum stored with
+	// ErrCorrupt means the stored object failed verification against the checksum stored with
 	// it (damaged disk or file). Never served; the API answers 500. Wrapped with the id.
 	ErrCorrupt = errors.New("stored object is corrupt")
-	// ErrNoSpace: a write failed because the backend's disk is full (ENOSPC) or the file
+	// ErrNoSpace means a write failed because the backend's disk is full (ENOSPC) or the file
 	// may not grow (EFBIG: a file size limit). Nothing of the write was stored; reads
 	// still work. The API answers 507 Insufficient Storage.
 	ErrNoSpace = errors.New("no space left for the write")

@@ -19,8 +19,6 @@ import (
 	"github.com/sre-instrumentation/storage-api/internal/testkit"
 )
 
-const rootModule = "module github.com/sre-instrumentation/storage-api\n"
-
 // loadProject loads docker-compose.yml like `docker compose` would with the given
 // host environment (nil: an empty one, so defaults apply) and profiles ("*": all).
 func loadProject(t testing.TB, env map[string]string, profiles ...string) *types.Project {

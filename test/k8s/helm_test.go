@@ -32,13 +32,12 @@ import (
 const kubeVersion = "1.36.4"
 
 var (
-	repoRoot  = mustRepoRoot()
-	chartDir  = filepath.Join(repoRoot, "deploy", "helm", "storage-api")
-	rulesDir  = filepath.Join(repoRoot, "deploy", "prometheus", "rules")
-	dashDir   = filepath.Join(repoRoot, "deploy", "grafana", "dashboards")
-	k8sDir    = filepath.Join(repoRoot, "deploy", "k8s")
-	helmHome  string // isolated HELM_*_HOME, so the tests never read or write the user's helm config
-	helmError error
+	repoRoot = mustRepoRoot()
+	chartDir = filepath.Join(repoRoot, "deploy", "helm", "storage-api")
+	rulesDir = filepath.Join(repoRoot, "deploy", "prometheus", "rules")
+	dashDir  = filepath.Join(repoRoot, "deploy", "grafana", "dashboards")
+	k8sDir   = filepath.Join(repoRoot, "deploy", "k8s")
+	helmHome string // isolated HELM_*_HOME, so the tests never read or write the user's helm config
 )
 
 func mustRepoRoot() string {

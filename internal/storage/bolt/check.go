@@ -9,6 +9,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // ErrCheckFailed is Check's error when the file has bad records or pages.
@@ -39,7 +40,7 @@ func Check(path string, w io.Writer) (CheckReport, error) {
 		return rep, err
 	}
 	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return rep, fmt.Errorf("%s is locked by another process (a running server?): stop it, or check a copy", path)
 	}
 	if err != nil {

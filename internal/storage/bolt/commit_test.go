@@ -3,6 +3,7 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -100,7 +101,7 @@ func TestDamagedRecordFailsOnlyItself(t *testing.T) {
 		t.Fatalf("Get after the repair: %v", err)
 	}
 	obj.Body.Close()
-	if _, err := s.Get(ctx, "bad-delete"); err != storage.ErrNotFound {
+	if _, err := s.Get(ctx, "bad-delete"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("Get after the DELETE = %v, want ErrNotFound", err)
 	}
 	// 300 others + bad-put ("repaired") + bad-version (empty): exact, since the old

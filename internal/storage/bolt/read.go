@@ -141,7 +141,7 @@ func (b *body) WriteTo(w io.Writer) (int64, error) {
 	var total int64
 	for {
 		if b.pos == len(b.buf) {
-			if err := b.fill(); err == io.EOF {
+			if err := b.fill(); errors.Is(err, io.EOF) {
 				return total, nil
 			} else if err != nil {
 				return total, err

@@ -31,6 +31,7 @@ func New() *Store {
 
 var _ storage.StatsReporter = (*Store)(nil)
 
+// Put stores data under id if cond holds (storage.Store).
 func (s *Store) Put(_ context.Context, id, contentType string, data []byte, cond storage.Condition) (storage.PutResult, error) {
 	// No copy: Put owns data (see storage.Store), so the stored object is the caller's
 	// buffer and a PUT of N bytes holds N bytes, once.
@@ -49,6 +50,7 @@ func (s *Store) Put(_ context.Context, id, contentType string, data []byte, cond
 	return storage.PutResult{Info: obj.info, Created: !existed}, nil
 }
 
+// Get returns the object under id (storage.Store).
 func (s *Store) Get(_ context.Context, id string) (*storage.Object, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -63,6 +65,7 @@ func (s *Store) Get(_ context.Context, id string) (*storage.Object, error) {
 	return &storage.Object{Info: obj.info, Body: io.NopCloser(bytes.NewReader(obj.data))}, nil
 }
 
+// Stat returns the metadata of the object under id (storage.Store).
 func (s *Store) Stat(_ context.Context, id string) (storage.Info, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -76,6 +79,7 @@ func (s *Store) Stat(_ context.Context, id string) (storage.Info, error) {
 	return obj.info, nil
 }
 
+// Delete removes the object under id if cond holds (storage.Store).
 func (s *Store) Delete(_ context.Context, id string, cond storage.Condition) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -94,6 +98,7 @@ func (s *Store) Delete(_ context.Context, id string, cond storage.Condition) err
 	return nil
 }
 
+// Ready reports whether the store can serve (storage.Store).
 func (s *Store) Ready(context.Context) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -103,12 +108,14 @@ func (s *Store) Ready(context.Context) error {
 	return nil
 }
 
+// Stats reports the object count and bytes stored (storage.Store).
 func (s *Store) Stats() (storage.Stats, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return storage.Stats{Objects: int64(len(s.objects)), Bytes: s.bytes}, nil
 }
 
+// Close releases the store; it is idempotent (storage.Store).
 func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -190,7 +190,7 @@ func TestMapError(t *testing.T) {
 				t.Fatalf("mapError = %v, want nil", got)
 			case tc.want != nil && !errors.Is(got, tc.want):
 				t.Fatalf("mapError = %v, want %v", got, tc.want)
-			case tc.want != storage.ErrUnavailable && errors.Is(got, storage.ErrUnavailable):
+			case !errors.Is(tc.want, storage.ErrUnavailable) && errors.Is(got, storage.ErrUnavailable):
 				t.Fatalf("mapError = %v, must not be ErrUnavailable", got)
 			case errors.Is(got, storage.ErrUnavailable) && !errors.Is(got, tc.err):
 				t.Fatalf("mapError = %v does not wrap the cause", got)

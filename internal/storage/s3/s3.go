@@ -543,7 +543,7 @@ func (s *Store) mapError(ctx context.Context, op string, err error) error {
 		return storage.ErrNotFound
 	}
 	if ctx.Err() != nil {
-		if cause := context.Cause(ctx); cause != errTimeout && cause != errClosed {
+		if cause := context.Cause(ctx); !errors.Is(cause, errTimeout) && !errors.Is(cause, errClosed) {
 			return fmt.Errorf("s3 %s: %w", op, cause)
 		}
 	}
@@ -556,7 +556,7 @@ func (s *Store) mapError(ctx context.Context, op string, err error) error {
 // describe adds the store's timeout to err when that is what ended the call (the SDK
 // only says "context canceled").
 func describe(ctx context.Context, err error) error {
-	if context.Cause(ctx) == errTimeout {
+	if errors.Is(context.Cause(ctx), errTimeout) {
 		return fmt.Errorf("%w (%w)", errTimeout, err)
 	}
 	return err

@@ -230,7 +230,7 @@ func testConcurrent(t *testing.T, s storage.Store, opts Options) {
 			for i := range opts.Rounds {
 				body := []byte(strings.Repeat(fmt.Sprintf("w%d-%d;", w, i), 1+i%7))
 				if _, err := s.Put(context.Background(), id, "text/w"+fmt.Sprint(w), body, storage.Condition{}); err != nil {
-					errs <- fmt.Errorf("Put: %w", err)
+					errs <- fmt.Errorf("put: %w", err)
 				}
 			}
 		})
@@ -241,7 +241,7 @@ func testConcurrent(t *testing.T, s storage.Store, opts Options) {
 					continue
 				}
 				if err != nil {
-					errs <- fmt.Errorf("Get: %w", err)
+					errs <- fmt.Errorf("get: %w", err)
 					continue
 				}
 				data, err := io.ReadAll(obj.Body)

@@ -171,9 +171,9 @@ func (s *Server) signal(sig syscall.Signal) {
 // Log returns what the server has written so far, for failure messages.
 func (s *Server) Log() string {
 	b, _ := os.ReadFile(s.log)
-	const max = 4000
-	if len(b) > max {
-		b = b[len(b)-max:]
+	const tail = 4000
+	if len(b) > tail {
+		b = b[len(b)-tail:]
 	}
 	return string(b)
 }
