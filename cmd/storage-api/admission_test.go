@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,6 +50,21 @@ var (
 	plainPath string
 	plainErr  error
 )
+
+// procStatus reads a field of /proc/PID/status in bytes (VmRSS, VmHWM, ...).
+func procStatus(t *testing.T, pid int, field string) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^` + field + `:\s+(\d+) kB`).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("/proc/%d/status has no %s", pid, field)
+	}
+	kb, _ := strconv.ParseInt(string(m[1]), 10, 64)
+	return kb << 10
+}
 
 // metricValue returns the value of one sample of the server's /metrics, e.g.
 // `storage_api_requests_refused_total{reason="too_slow"}`.

@@ -73,15 +73,15 @@ func FuzzCheckMeta(f *testing.F) {
 		f.Fatal(err)
 	}
 	s.Close()
-	real, err := os.ReadFile(filepath.Join(dir, FileName))
+	valid, err := os.ReadFile(filepath.Join(dir, FileName))
 	if err != nil {
 		f.Fatal(err)
 	}
-	if err := checkMeta(bytes.NewReader(real), int64(len(real)), FileName); err != nil {
+	if err := checkMeta(bytes.NewReader(valid), int64(len(valid)), FileName); err != nil {
 		f.Fatalf("a fresh file fails the check: %v", err)
 	}
-	f.Add(real, int64(len(real)))
-	f.Add(real[:len(real)/2], int64(len(real)/2))
+	f.Add(valid, int64(len(valid)))
+	f.Add(valid[:len(valid)/2], int64(len(valid)/2))
 	f.Fuzz(func(t *testing.T, b []byte, size int64) {
 		if size < int64(len(b)) || size > 1<<40 {
 			size = int64(len(b))
