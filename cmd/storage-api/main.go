@@ -109,7 +109,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	// Tracing is configured by the standard OTEL_* variables only, and off without an
 	// OTLP endpoint (internal/tracing).
-	tp, tcfg, err := tracing.New(ctx, "storage-api", version, getenv)
+	tp, tcfg, err := tracing.New(ctx, "storage-api", version, getenv, tracing.WithHeadSampling())
 	if err != nil {
 		return fmt.Errorf("tracing: %w", err)
 	}
@@ -152,6 +152,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, EnableOpenMetrics: true}),
 		Faults:         faults,
 		Tracing:        tracerProvider,
+		TraceHeadRatio: tcfg.HeadRatio,
 		ShuttingDown:   shuttingDown.Load,
 		Budget:         budget,
 		TransferRate:   admission.Rate{Min: cfg.MinTransferRate, Grace: cfg.TransferGrace},

@@ -33,6 +33,9 @@ type Options struct {
 	// Tracing starts a server span per request (internal/tracing); nil switches
 	// tracing off, at no cost per request.
 	Tracing trace.TracerProvider
+	// TraceHeadRatio, below 1, is the share of requests without a traceparent that get a
+	// span at all (tracing.WithHeadSampling); the rest skip the SDK. 0 means 1.
+	TraceHeadRatio float64
 	// ShuttingDown reports whether shutdown began (readiness then fails).
 	ShuttingDown func() bool
 
@@ -62,7 +65,7 @@ func New(o Options) http.Handler {
 	s := &server{Options: o, access: newAccessLog(o.AccessLog), bodies: &bodies{
 		budget: o.Budget, rate: o.TransferRate, admission: o.Admission,
 		readTimeout: o.ReadTimeout, writeTimeout: o.WriteTimeout,
-	}, tracer: newServerTracer(o.Tracing)}
+	}, tracer: newServerTracer(o.Tracing, o.TraceHeadRatio)}
 	if s.Log == nil {
 		s.Log = slog.New(slog.DiscardHandler)
 	}

@@ -189,25 +189,26 @@ func promhttpChain(reg prometheus.Registerer) func(method, path string, h http.H
 
 // observeChain is our middleware as api.New installs it, around any handler.
 func observeChain(m *metrics.HTTP, log *slog.Logger, withLog bool) func(method, path string, h http.Handler) http.Handler {
-	return tracedChain(m, log, withLog, nil)
+	return tracedChain(m, log, withLog, nil, 1)
 }
 
 // tracedChain is observeChain with tracing through tp (nil: off).
-func tracedChain(m *metrics.HTTP, log *slog.Logger, withLog bool, tp trace.TracerProvider) func(method, path string, h http.Handler) http.Handler {
+func tracedChain(m *metrics.HTTP, log *slog.Logger, withLog bool, tp trace.TracerProvider, headRatio float64) func(method, path string, h http.Handler) http.Handler {
 	return func(method, path string, h http.Handler) http.Handler {
 		var al *accessLog
 		if withLog {
 			al = newAccessLog(io.Discard)
 		}
-		return observe(m.Route(path, []string{method}, benchStatuses), log, al, newServerTracer(tp), path)(h)
+		return observe(m.Route(path, []string{method}, benchStatuses), log, al, newServerTracer(tp, headRatio), path)(h)
 	}
 }
 
-// benchTracerProvider samples ratio of the requests and exports through the SDK's batch
-// processor (as the binary does) to an exporter that drops the spans.
-func benchTracerProvider(b *testing.B, ratio float64) *sdktrace.TracerProvider {
+// benchTracerProvider is the provider the binary builds with tracing.WithHeadSampling: it
+// samples every root it is asked for (observe draws the ratio first) and exports through
+// the SDK's batch processor to an exporter that drops the spans.
+func benchTracerProvider(b *testing.B) *sdktrace.TracerProvider {
 	tp := sdktrace.NewTracerProvider(
-		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))),
+		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())),
 		sdktrace.WithBatcher(tracetest.NewNoopExporter()))
 	b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	return tp
@@ -243,13 +244,13 @@ func BenchmarkMiddleware(b *testing.B) {
 		}},
 		{"observe+log+trace1", func(b *testing.B, s *benchref.Store) (http.Handler, *prometheus.Registry, string) {
 			reg := prometheus.NewRegistry()
-			tp := benchTracerProvider(b, 1)
-			return s.Handler(tracedChain(metrics.NewHTTP(reg), jsonDiscardLogger(), true, tp)), reg, "http_request_duration_seconds"
+			tp := benchTracerProvider(b)
+			return s.Handler(tracedChain(metrics.NewHTTP(reg), jsonDiscardLogger(), true, tp, 1)), reg, "http_request_duration_seconds"
 		}},
 		{"observe+log+trace0.01", func(b *testing.B, s *benchref.Store) (http.Handler, *prometheus.Registry, string) {
 			reg := prometheus.NewRegistry()
-			tp := benchTracerProvider(b, tracing.DefaultSampleRatio)
-			return s.Handler(tracedChain(metrics.NewHTTP(reg), jsonDiscardLogger(), true, tp)), reg, "http_request_duration_seconds"
+			tp := benchTracerProvider(b)
+			return s.Handler(tracedChain(metrics.NewHTTP(reg), jsonDiscardLogger(), true, tp, tracing.DefaultSampleRatio)), reg, "http_request_duration_seconds"
 		}},
 		{"promhttp", func(b *testing.B, s *benchref.Store) (http.Handler, *prometheus.Registry, string) {
 			reg := prometheus.NewRegistry()

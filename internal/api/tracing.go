@@ -1,6 +1,7 @@
 package api
 
 import (
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
@@ -24,13 +25,19 @@ const tracerName = "github.com/sre-instrumentation/storage-api/internal/api"
 type serverTracer struct {
 	tracer trace.Tracer
 	prop   propagation.TextMapPropagator
+	// headRatio < 1: a request without traceparent gets a span only with this
+	// probability, drawn here (the provider then samples every root it is asked for).
+	headRatio float64
 }
 
-func newServerTracer(tp trace.TracerProvider) *serverTracer {
+func newServerTracer(tp trace.TracerProvider, headRatio float64) *serverTracer {
 	if tp == nil {
 		return nil
 	}
-	return &serverTracer{tracer: tp.Tracer(tracerName), prop: tracing.Propagator}
+	if headRatio <= 0 || headRatio > 1 {
+		headRatio = 1
+	}
+	return &serverTracer{tracer: tp.Tracer(tracerName), prop: tracing.Propagator, headRatio: headRatio}
 }
 
 // start continues the caller's trace (W3C traceparent) or starts one, with a server span
@@ -39,6 +46,9 @@ func newServerTracer(tp trace.TracerProvider) *serverTracer {
 // everything downstream (store spans, exemplars, log ids) acts on recording or sampled
 // spans only.
 func (t *serverTracer) start(r *http.Request, route string, start time.Time) (*http.Request, trace.Span) {
+	if t.headRatio < 1 && r.Header["Traceparent"] == nil && rand.Float64() >= t.headRatio {
+		return r, nil // not sampled, decided without the SDK
+	}
 	ctx := t.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 	ctx, span := t.tracer.Start(ctx, spanName(r.Method, route),
 		trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(start))

@@ -387,3 +387,38 @@ func exemplarTraceIDs(t *testing.T, reg *prometheus.Registry, name string) []str
 	}
 	return ids
 }
+
+// TestHeadSampling: with a head ratio (tracing.WithHeadSampling), a request without
+// traceparent that loses the draw gets no span, no exemplar and no log ids, while a
+// caller's sampled traceparent is still continued.
+func TestHeadSampling(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())))
+	defer func() { _ = tp.Shutdown(context.Background()) }()
+	reg := metrics.NewRegistry("test", "test")
+	buf := &syncBuffer{}
+	h := api.New(api.Options{
+		Store: memory.New(), MaxObjectSize: 1 << 20, AccessLog: buf, Metrics: metrics.NewHTTP(reg),
+		Tracing: tp, TraceHeadRatio: 1e-12, // loses the draw, for all practical purposes
+	})
+	for range 50 {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/api/buckets/x", nil))
+	}
+	if n := len(exp.GetSpans()); n != 0 {
+		t.Errorf("%d spans for requests that lost the head draw", n)
+	}
+	for _, l := range buf.lines(t) {
+		if l["trace_id"] != nil {
+			t.Errorf("access line of an unsampled request names a trace: %v", l)
+		}
+	}
+	if got := exemplarTraceIDs(t, reg, "http_request_duration_seconds"); len(got) != 0 {
+		t.Errorf("exemplars %q", got)
+	}
+	req := httptest.NewRequest("GET", "/api/buckets/x", nil)
+	req.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	if spans := exp.GetSpans(); len(spans) != 1 || spans[0].SpanContext.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" {
+		t.Errorf("a sampled caller's trace was not continued: %v", spans)
+	}
+}

@@ -212,3 +212,38 @@ func TestGRPC(t *testing.T) {
 		t.Errorf("received %q", recv.names)
 	}
 }
+
+func TestHeadSamplingOption(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want float64
+	}{
+		{map[string]string{}, tracing.DefaultSampleRatio},
+		{map[string]string{"OTEL_TRACES_SAMPLER_ARG": "0.2"}, 0.2},
+		{map[string]string{"OTEL_TRACES_SAMPLER_ARG": "1"}, 1},
+		{map[string]string{"OTEL_TRACES_SAMPLER_ARG": "0"}, 1}, // the SDK's ratio 0 drops every root itself
+		{map[string]string{"OTEL_TRACES_SAMPLER": "traceidratio"}, 1},
+	} {
+		tc.env["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://127.0.0.1:1"
+		tp, cfg, err := tracing.New(context.Background(), "svc", "", env(tc.env), tracing.WithHeadSampling())
+		if err != nil {
+			t.Fatal(err)
+		}
+		// With a head ratio the provider must sample the roots it is asked for, else the
+		// effective ratio would be its square.
+		_, span := tp.Tracer("t").Start(context.Background(), "root")
+		sampled := span.SpanContext().IsSampled()
+		span.End()
+		_ = tp.Shutdown(context.Background())
+		if cfg.HeadRatio != tc.want {
+			t.Errorf("%v: HeadRatio %v, want %v", tc.env, cfg.HeadRatio, tc.want)
+		}
+		if cfg.HeadRatio < 1 && !sampled {
+			t.Errorf("%v: head ratio %v but the provider dropped a root", tc.env, cfg.HeadRatio)
+		}
+	}
+	_, cfg, err := tracing.New(context.Background(), "svc", "", env(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1"}))
+	if err != nil || cfg.HeadRatio != 1 {
+		t.Errorf("without the option: HeadRatio %v (%v), want 1", cfg.HeadRatio, err)
+	}
+}
