@@ -66,13 +66,13 @@ func WithHeadSampling() Option { return func(o *options) { o.headSampling = true
 
 // Config is what New read from the environment; String describes it for the start-up log.
 type Config struct {
-	Endpoint    string // traces URL
-	Protocol    string // http/protobuf or grpc
-	Sampler     string // as named in OTEL_TRACES_SAMPLER
-	SamplerArg  float64
+	Endpoint   string // traces URL
+	Protocol   string // http/protobuf or grpc
+	Sampler    string // as named in OTEL_TRACES_SAMPLER
+	SamplerArg float64
 	// HeadRatio is the share of root requests the caller samples itself, with
 	// WithHeadSampling; 1 (start every root span and let the SDK decide) otherwise.
-	HeadRatio float64
+	HeadRatio   float64
 	ServiceName string
 }
 
