@@ -42,7 +42,8 @@ install() {
   fi
   echo "tools: building $name $version (cached afterwards in .tools/bin)" >&2
   local start=$SECONDS
-  GOBIN="$bin" GOFLAGS=-mod=mod go install "$@" "$pkg@$version"
+  # Explicit: build_one runs under ||, where set -e does not stop a failed command.
+  GOBIN="$bin" GOFLAGS=-mod=mod go install "$@" "$pkg@$version" || return 1
   echo "$version $*" >"$stamp"
   echo "tools: $name built in $((SECONDS - start))s" >&2
 }
@@ -54,22 +55,20 @@ install() {
 install_jaeger() {
   local stamp="$bin/.jaeger.version" version
   version=$(awk '$1 == "github.com/jaegertracing/jaeger" { print $2 }' tools/jaeger/go.mod)
-  [[ -n "$version" ]] || { echo "tools: no jaeger version in tools/jaeger/go.mod" >&2; exit 1; }
+  [[ -n "$version" ]] || { echo "tools: no jaeger version in tools/jaeger/go.mod" >&2; return 1; }
   if [[ -x "$bin/jaeger" && -f "$stamp" && "$(cat "$stamp")" == "$version -ldflags -s -w" ]]; then
     return 0
   fi
   echo "tools: building jaeger $version (cached afterwards in .tools/bin)" >&2
   local start=$SECONDS
-  (cd tools/jaeger && GOBIN="$bin" go install -ldflags "-s -w" github.com/jaegertracing/jaeger/cmd/jaeger)
+  (cd tools/jaeger && GOBIN="$bin" go install -ldflags "-s -w" github.com/jaegertracing/jaeger/cmd/jaeger) || return 1
   echo "$version -ldflags -s -w" >"$stamp"
   echo "tools: jaeger built in $((SECONDS - start))s" >&2
 }
 
-want=("$@")
-[[ ${#want[@]} -gt 0 ]] || want=(prometheus promtool helm versitygw amtool alertmanager kube-score jaeger golangci-lint)
-
-for t in "${want[@]}"; do
-  case "$t" in
+# build_one NAME builds one tool (or returns at once when its stamp says it is current).
+build_one() {
+  case "$1" in
     # remove_all_sd drops the service-discovery plugins (half the build time); static targets still work,
     # and enable_dns_sd keeps DNS discovery, which the compose s3 profile uses for its two API replicas.
     prometheus) install prometheus "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/prometheus -tags remove_all_sd,enable_dns_sd -ldflags "-s -w" ;;
@@ -81,6 +80,47 @@ for t in "${want[@]}"; do
     helm) install helm "$HELM_VERSION" helm.sh/helm/v4/cmd/helm -ldflags "-s -w" ;;
     jaeger) install_jaeger ;;
     versitygw) install versitygw "$VERSITYGW_VERSION" github.com/versity/versitygw/cmd/versitygw -ldflags "-s -w" ;;
-    *) echo "tools: unknown tool $t" >&2; exit 2 ;;
+    *) echo "tools: unknown tool $1" >&2; return 2 ;;
   esac
+}
+
+# Tools that share most of their packages are built one after the other in one group, so the second
+# finds the first's compiled packages in the Go build cache instead of compiling them at the same time;
+# groups build concurrently, TOOLS_JOBS at a time (default 3: on 2 cores one group's single-threaded
+# link or download overlaps the others' compiles; more only adds memory pressure).
+group_of() {
+  case "$1" in
+    prometheus | promtool) echo prometheus ;;
+    amtool | alertmanager) echo alertmanager ;;
+    helm | kube-score) echo k8s ;;
+    *) echo "$1" ;;
+  esac
+}
+
+want=("$@")
+[[ ${#want[@]} -gt 0 ]] || want=(prometheus promtool helm kube-score versitygw amtool alertmanager jaeger golangci-lint)
+
+declare -A groups=()
+order=()
+for t in "${want[@]}"; do
+  g=$(group_of "$t")
+  [[ -v "groups[$g]" ]] || order+=("$g")
+  groups[$g]+=" $t"
 done
+
+failed=$(mktemp)
+trap 'rm -f "$failed"' EXIT
+jobs_max=${TOOLS_JOBS:-3}
+for g in "${order[@]}"; do
+  while (($(jobs -rp | wc -l) >= jobs_max)); do wait -n || true; done
+  (
+    for t in ${groups[$g]}; do
+      build_one "$t" || { echo "$t" >>"$failed"; exit 1; }
+    done
+  ) &
+done
+wait
+if [[ -s "$failed" ]]; then
+  echo "tools: failed to build: $(tr '\n' ' ' <"$failed")" >&2
+  exit 1
+fi
