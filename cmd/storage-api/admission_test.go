@@ -318,22 +318,21 @@ func TestConnectionLimitBusy(t *testing.T) {
 	p := startProc(t, []string{"LISTEN_ADDRESS=127.0.0.1:0", "STORAGE_BACKEND=memory", "ACCESS_LOG=false",
 		"MAX_CONNECTIONS=8", "TRANSFER_GRACE=30s"})
 	// 8 uploads in progress: headers sent, body still coming (within the grace period).
+	// Each asks for 100-continue, which the server sends when its handler starts reading
+	// the body: once all eight have it, all eight connections are busy.
 	for i := range 8 {
 		c, err := net.Dial("tcp", p.addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		fmt.Fprintf(c, "PUT /api/buckets/busy-%d HTTP/1.1\r\nHost: test\r\nContent-Length: 1000\r\n\r\nabc", i)
-	}
-	// Wait until the server is serving all eight (their handlers are reading the bodies):
-	// in flight are the uploads plus the scrape itself, which comes on an overflow
-	// connection and is served there.
-	for deadline := time.Now().Add(20 * time.Second); metricValue(t, p.url, "http_requests_in_flight") < 9; {
-		if time.Now().After(deadline) {
-			t.Fatal("the eight uploads did not all start within 20s")
+		fmt.Fprintf(c, "PUT /api/buckets/busy-%d HTTP/1.1\r\nHost: test\r\nContent-Length: 1000\r\nExpect: 100-continue\r\n\r\n", i)
+		_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil || !strings.Contains(line, " 100 ") {
+			t.Fatalf("upload %d: %q %v, want 100 Continue", i, line, err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		fmt.Fprint(c, "abc")
 	}
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := c.Get(p.url + "/healthz")
