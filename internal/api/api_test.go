@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sre-instrumentation/storage-api/internal/api"
 	"github.com/sre-instrumentation/storage-api/internal/metrics"
@@ -292,13 +293,9 @@ func histogramCounts(t *testing.T, reg *prometheus.Registry, name string) map[st
 // seriesCount counts the series in the registry (a histogram counts once).
 func seriesCount(t testing.TB, reg *prometheus.Registry) int {
 	t.Helper()
-	mfs, err := reg.Gather()
+	n, err := testutil.GatherAndCount(reg)
 	if err != nil {
 		t.Fatal(err)
-	}
-	n := 0
-	for _, mf := range mfs {
-		n += len(mf.GetMetric())
 	}
 	return n
 }

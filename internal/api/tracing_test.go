@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,27 +28,17 @@ import (
 	"github.com/sre-instrumentation/storage-api/internal/metrics"
 	"github.com/sre-instrumentation/storage-api/internal/storage"
 	"github.com/sre-instrumentation/storage-api/internal/storage/memory"
+	"github.com/sre-instrumentation/storage-api/internal/testkit"
 	"github.com/sre-instrumentation/storage-api/internal/tracing"
 )
 
-// syncBuffer is a bytes.Buffer safe for the logger and the test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
+// syncBuffer is the log both the logger and the test read: testkit's buffer, read as JSON lines.
+type syncBuffer struct{ testkit.SyncBuffer }
 
 func (b *syncBuffer) lines(t *testing.T) []map[string]any {
 	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	var out []map[string]any
-	sc := bufio.NewScanner(bytes.NewReader(b.b.Bytes()))
+	sc := bufio.NewScanner(bytes.NewReader(b.Bytes()))
 	for sc.Scan() {
 		var m map[string]any
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/sre-instrumentation/storage-api/internal/loadgen/apitest"
 )
 
@@ -148,25 +150,30 @@ func TestRateMetricsAccount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mfs, err := m.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]float64{}
-	for _, mf := range mfs {
-		for _, mm := range mf.GetMetric() {
-			got[mf.GetName()] += mm.GetCounter().GetValue()
-		}
-	}
-	for name, want := range map[string]int64{
-		"loadgen_requests_scheduled_total": sum.Scheduled,
-		"loadgen_requests_late_total":      sum.Late,
-		"loadgen_requests_dropped_total":   sum.Dropped,
-		"loadgen_requests_total":           sum.Requests,
+	for name, c := range map[string]struct {
+		got  float64
+		want int64
+	}{
+		"loadgen_requests_scheduled_total": {testutil.ToFloat64(m.scheduled), sum.Scheduled},
+		"loadgen_requests_late_total":      {testutil.ToFloat64(m.late), sum.Late},
+		"loadgen_requests_dropped_total":   {testutil.ToFloat64(m.dropped), sum.Dropped},
 	} {
-		if got[name] != float64(want) {
-			t.Errorf("%s = %v, summary says %d", name, got[name], want)
+		if c.got != float64(c.want) {
+			t.Errorf("%s = %v, summary says %d", name, c.got, c.want)
 		}
+	}
+	// loadgen_requests_total has a series per method and status, each equal to the summary's count.
+	var series int
+	for method, byStatus := range sum.ByMethodStatus {
+		for status, n := range byStatus {
+			series++
+			if got := testutil.ToFloat64(m.requests.WithLabelValues(method, status)); got != float64(n) {
+				t.Errorf("loadgen_requests_total{method=%q,status=%q} = %v, summary says %d", method, status, got, n)
+			}
+		}
+	}
+	if n := testutil.CollectAndCount(m.requests); n != series {
+		t.Errorf("loadgen_requests_total has %d series, the summary %d", n, series)
 	}
 	if sum.Dropped == 0 || sum.Late == 0 {
 		t.Errorf("late %d dropped %d: the test did not reach the bound", sum.Late, sum.Dropped)

@@ -11,9 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"math"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -26,6 +24,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sre-instrumentation/storage-api/internal/testkit"
 )
 
 // root is the repository root, seen from test/e2e.
@@ -54,14 +54,7 @@ func TestEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: skipping the end-to-end test (builds binaries, runs Prometheus and ~30s of traffic)")
 	}
-	prometheusBin := absPath(t, ".tools/bin/prometheus")
-	if _, err := os.Stat(prometheusBin); errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("%s is missing: run tools/install.sh (it builds the pinned Prometheus into .tools/bin)", prometheusBin)
-	}
-	alertmanagerBin := absPath(t, ".tools/bin/alertmanager")
-	if _, err := os.Stat(alertmanagerBin); errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("%s is missing: run tools/install.sh (it builds the pinned Alertmanager into .tools/bin)", alertmanagerBin)
-	}
+	prometheusBin, alertmanagerBin := testkit.Tool(t, "prometheus"), testkit.Tool(t, "alertmanager")
 	ctx, cancel := context.WithTimeout(context.Background(), testBudget)
 	defer cancel()
 	dir := t.TempDir()
@@ -74,7 +67,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 
-	apiAddr, loadgenAddr, promAddr, amAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	apiAddr, loadgenAddr, promAddr, amAddr := testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t)
 
 	// storage-api with the bolt store and errors injected at a known ratio.
 	api := start(ctx, t, "storage-api", filepath.Join(dir, "server.log"), filepath.Join(bin, "storage-api"),
@@ -678,17 +671,6 @@ func absPath(t *testing.T, rel string) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// freeAddr returns a 127.0.0.1 address with a port that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 var httpClient = &http.Client{Timeout: 10 * time.Second}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io/fs"
 	"net/url"
 	"os"
 	"os/exec"
@@ -16,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sre-instrumentation/storage-api/internal/testkit"
 )
 
 // Traffic of the tracing test: loadgen samples half of its requests, so the test sees both kinds.
@@ -35,12 +36,7 @@ func TestTracesEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: skipping the tracing end-to-end test (builds binaries, runs Jaeger and Prometheus)")
 	}
-	prometheusBin, jaegerBin := absPath(t, ".tools/bin/prometheus"), absPath(t, ".tools/bin/jaeger")
-	for _, b := range []string{prometheusBin, jaegerBin} {
-		if _, err := os.Stat(b); errors.Is(err, fs.ErrNotExist) {
-			t.Fatalf("%s is missing: run tools/install.sh (it builds the pinned tools into .tools/bin)", b)
-		}
-	}
+	prometheusBin, jaegerBin := testkit.Tool(t, "prometheus"), testkit.Tool(t, "jaeger")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
@@ -52,14 +48,14 @@ func TestTracesEndToEnd(t *testing.T) {
 	}
 
 	// Jaeger with the stack's configuration, every listener moved to a free 127.0.0.1 port.
-	queryAddr, otlpGRPC, otlpHTTP, healthAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	queryAddr, otlpGRPC, otlpHTTP, healthAddr := testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t)
 	raw, err := os.ReadFile(absPath(t, "deploy/jaeger/config.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	jcfg := string(raw)
 	for _, r := range []struct{ old, new string }{
-		{"0.0.0.0:16686", queryAddr}, {"0.0.0.0:16685", freeAddr(t)}, {"0.0.0.0:13133", healthAddr},
+		{"0.0.0.0:16686", queryAddr}, {"0.0.0.0:16685", testkit.FreeAddr(t)}, {"0.0.0.0:13133", healthAddr},
 		{"0.0.0.0:4317", otlpGRPC}, {"0.0.0.0:4318", otlpHTTP},
 	} {
 		if !strings.Contains(jcfg, r.old) {
@@ -86,7 +82,7 @@ func TestTracesEndToEnd(t *testing.T) {
 	}
 	// The API exports over OTLP/gRPC, loadgen over OTLP/HTTP: both protocols reach the real receiver.
 	apiOtel := append(otel("storage-api"), "OTEL_EXPORTER_OTLP_PROTOCOL=grpc", "OTEL_EXPORTER_OTLP_ENDPOINT=http://"+otlpGRPC)
-	apiAddr, loadgenAddr, promAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	apiAddr, loadgenAddr, promAddr := testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t)
 	apiLog := filepath.Join(dir, "server.log")
 	// The API keeps its default sampler: parent-based, so it follows loadgen's decision.
 	api := startEnv(ctx, t, "storage-api", apiLog, filepath.Join(bin, "storage-api"), apiOtel,
@@ -94,7 +90,7 @@ func TestTracesEndToEnd(t *testing.T) {
 	waitHTTP(ctx, t, "http://"+apiAddr+"/readyz", api)
 
 	cfg := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfg, []byte(testConfig(t, apiAddr, loadgenAddr, freeAddr(t))), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(testConfig(t, apiAddr, loadgenAddr, testkit.FreeAddr(t))), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	prom := start(ctx, t, "prometheus", filepath.Join(dir, "prometheus.log"), prometheusBin,

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/sre-instrumentation/storage-api/internal/storage/s3/s3test"
+
+	"github.com/sre-instrumentation/storage-api/internal/testkit"
 )
 
 var client = &http.Client{Timeout: 15 * time.Second}
@@ -64,20 +66,7 @@ func startAPI(t *testing.T, bin string, srv *s3test.Server, bucket, name string,
 	)
 	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
+	done := testkit.Start(t, cmd).Done()
 	a := &api{url: "http://" + addr, log: logPath}
 	for range 100 {
 		select {
