@@ -94,7 +94,11 @@ func (s *server) register(mux *http.ServeMux) {
 		if s.Metrics != nil {
 			rec = s.Metrics.Route(label, r.methods, r.statuses)
 		}
-		h = observe(rec, s.Log, s.access, s.tracer, label)(h)
+		tracer := s.tracer
+		if r.ops {
+			tracer = tracer.continuing()
+		}
+		h = observe(rec, s.Log, s.access, tracer, label)(h)
 		if r.unclean {
 			s.unclean = append(s.unclean, prefixRoute{prefix: r.path, handler: h})
 			continue

@@ -28,6 +28,22 @@ type serverTracer struct {
 	// headRatio < 1: a request without traceparent gets a span only with this
 	// probability, drawn here (the provider then samples every root it is asked for).
 	headRatio float64
+	// continueOnly: start no trace of its own, only continue a caller's (see continuing).
+	continueOnly bool
+}
+
+// continuing returns the tracer of the operational routes (health, readiness, metrics):
+// it records a request only when a caller's valid traceparent asks for it. Their own
+// root traces would be one per probe and per scrape: noise in the tracing backend,
+// and at the default ratio a steady trickle of traces nobody looks for (OpenTelemetry
+// HTTP instrumentations are commonly configured to filter these routes out).
+func (t *serverTracer) continuing() *serverTracer {
+	if t == nil {
+		return nil
+	}
+	c := *t
+	c.continueOnly = true
+	return &c
 }
 
 func newServerTracer(tp trace.TracerProvider, headRatio float64) *serverTracer {
@@ -46,10 +62,13 @@ func newServerTracer(tp trace.TracerProvider, headRatio float64) *serverTracer {
 // everything downstream (store spans, exemplars, log ids) acts on recording or sampled
 // spans only.
 func (t *serverTracer) start(r *http.Request, route string, start time.Time) (*http.Request, trace.Span) {
-	if t.headRatio < 1 && r.Header["Traceparent"] == nil && rand.Float64() >= t.headRatio {
+	if r.Header["Traceparent"] == nil && (t.continueOnly || t.headRatio < 1 && rand.Float64() >= t.headRatio) {
 		return r, nil // not sampled, decided without the SDK
 	}
 	ctx := t.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	if t.continueOnly && !trace.SpanContextFromContext(ctx).IsValid() {
+		return r, nil // a malformed traceparent: nothing to continue
+	}
 	ctx, span := t.tracer.Start(ctx, spanName(r.Method, route),
 		trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(start))
 	if !span.IsRecording() {

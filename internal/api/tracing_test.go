@@ -202,10 +202,15 @@ func TestServerSpanNames(t *testing.T) {
 		{"POST", "/api/buckets/x", "POST /api/buckets/{id}"}, // 405
 		{"GET", "/nowhere", "GET"},                           // no route: no template
 		{"BREW", "/nowhere", "HTTP"},                         // unknown method
+		// An operational route is traced when a caller asks (see TestOperationalRoutes).
 		{"GET", "/healthz", "GET /healthz"},
 	} {
 		s.spans.Reset()
-		s.do(tc.method, tc.target, "", nil)
+		var header map[string]string
+		if tc.target == "/healthz" {
+			header = map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+		}
+		s.do(tc.method, tc.target, "", header)
 		span := spanNamed(t, s.spans.GetSpans(), tc.want)
 		a := attrs(span.Attributes)
 		if _, ok := a["http.route"]; ok != (tc.target != "/nowhere") {
@@ -325,12 +330,39 @@ func TestTracePropagation(t *testing.T) {
 	})
 	t.Run("malformed traceparent starts a new trace", func(t *testing.T) {
 		s := newTracedServer(t, sdktrace.ParentBased(sdktrace.AlwaysSample()), nil, fault.Config{})
-		s.do("GET", "/healthz", "", map[string]string{"traceparent": "00-zz-yy-01"})
-		server := spanNamed(t, s.spans.GetSpans(), "GET /healthz")
+		s.do("GET", "/api/buckets/a", "", map[string]string{"traceparent": "00-zz-yy-01"})
+		server := spanNamed(t, s.spans.GetSpans(), "GET /api/buckets/{id}")
 		if server.Parent.IsValid() {
 			t.Errorf("malformed traceparent became parent %v", server.Parent)
 		}
 	})
+}
+
+// TestOperationalRoutes: probes and scrapes start no trace of their own, whatever the
+// sampler (one root trace per scrape and probe would be noise, and the e2e test found
+// them mixed into its traces); a caller that sends a sampled traceparent still gets its
+// trace continued through them.
+func TestOperationalRoutes(t *testing.T) {
+	s := newTracedServer(t, sdktrace.AlwaysSample(), nil, fault.Config{})
+	for _, target := range []string{"/healthz", "/readyz", "/metrics"} {
+		s.spans.Reset()
+		for _, header := range []map[string]string{nil, {"traceparent": "00-zz-yy-01"}} {
+			if rec := s.do("GET", target, "", header); rec.Code != http.StatusOK {
+				t.Fatalf("GET %s: %d", target, rec.Code)
+			}
+		}
+		if spans := s.spans.GetSpans(); len(spans) != 0 {
+			t.Errorf("GET %s without a valid traceparent recorded %d spans", target, len(spans))
+		}
+		s.do("GET", target, "", map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
+		if span := spanNamed(t, s.spans.GetSpans(), "GET "+target); span.SpanContext.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" {
+			t.Errorf("GET %s with a sampled traceparent: trace %s, want the caller's", target, span.SpanContext.TraceID())
+		}
+	}
+	// The API route still starts its own traces.
+	s.spans.Reset()
+	s.do("GET", "/api/buckets/none", "", nil)
+	spanNamed(t, s.spans.GetSpans(), "GET /api/buckets/{id}")
 }
 
 // exemplarTraceIDs returns the trace_id of every exemplar (classic buckets and native
