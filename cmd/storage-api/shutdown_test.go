@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/sre-instrumentation/storage-api/internal/storage/bolt"
+
+	"github.com/sre-instrumentation/storage-api/internal/api"
 )
 
 // TestGracefulShutdown sends SIGTERM while clients GET and PUT continuously and some
@@ -64,10 +66,6 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) { testGracefulShutdown(t, tt.delay) })
 	}
 }
-
-// StatusClientClosed is the status the access log records for a request whose client
-// went away (or whose connection the server cut) before the answer.
-const StatusClientClosed = 499
 
 func testGracefulShutdown(t *testing.T, delay time.Duration) {
 	const (
@@ -205,7 +203,7 @@ func testGracefulShutdown(t *testing.T, delay time.Duration) {
 		if id, _ := r["request_id"].(string); r["msg"] == "request" && strings.HasPrefix(id, "gs-") {
 			status, _ := r["status"].(float64)
 			logged[id] = status
-			if status == StatusClientClosed || status >= 500 {
+			if status == api.StatusClientClosedRequest || status >= 500 {
 				t.Errorf("request %s: the server logged status %v", id, status)
 			}
 		}

@@ -11,11 +11,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sre-instrumentation/storage-api/internal/metrics"
 )
 
-// durationBuckets are the server's http_request_duration_seconds buckets, so
-// client- and server-observed latency can be compared bucket by bucket.
-var durationBuckets = []float64{.005, .01, .025, .05, .075, .1, .25, .5, .75, 1, 2.5, 5, 7.5, 10}
+// durationBuckets are the server's http_request_duration_seconds buckets (one source,
+// internal/metrics), so client- and server-observed latency compare bucket by bucket.
+var durationBuckets = metrics.DurationBuckets
 
 // Metrics are loadgen's own Prometheus metrics, on a private registry so
 // that nothing registered globally by a library leaks into /metrics.
