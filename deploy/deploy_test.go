@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sre-instrumentation/storage-api/internal/grafana"
 	"github.com/sre-instrumentation/storage-api/internal/testkit"
 )
 
@@ -21,40 +22,12 @@ const root = ".."
 
 const dashboardPath = root + "/deploy/grafana/dashboards/storage-api.json"
 
-type datasource struct {
-	Type string `json:"type"`
-	UID  string `json:"uid"`
-}
-
-type target struct {
-	RefID      string      `json:"refId"`
-	Datasource *datasource `json:"datasource"`
-	Expr       string      `json:"expr"`
-}
-
-type panel struct {
-	ID          int         `json:"id"`
-	Type        string      `json:"type"`
-	Title       string      `json:"title"`
-	Description string      `json:"description"`
-	Datasource  *datasource `json:"datasource"`
-	FieldConfig struct {
-		Defaults struct {
-			Unit string `json:"unit"`
-		} `json:"defaults"`
-	} `json:"fieldConfig"`
-	Targets []target `json:"targets"`
-	Panels  []panel  `json:"panels"` // panels of a collapsed row
-}
-
-type dashboard struct {
-	UID        string  `json:"uid"`
-	Title      string  `json:"title"`
-	Panels     []panel `json:"panels"`
-	Templating struct {
-		List []variable `json:"list"`
-	} `json:"templating"`
-}
+// The dashboard's model is internal/grafana's, shared with test/e2e.
+type (
+	datasource = grafana.Datasource
+	variable   = grafana.Variable
+	dashboard  = grafana.Dashboard
+)
 
 func loadDashboard(t *testing.T) (dashboard, []byte) {
 	t.Helper()
@@ -71,16 +44,6 @@ func loadDashboard(t *testing.T) (dashboard, []byte) {
 		t.Fatalf("%s: trailing data after the JSON object", dashboardPath)
 	}
 	return d, raw
-}
-
-// flatten lists every panel, including those inside collapsed rows.
-func flatten(ps []panel) []panel {
-	var out []panel
-	for _, p := range ps {
-		out = append(out, p)
-		out = append(out, flatten(p.Panels)...)
-	}
-	return out
 }
 
 // dsVar is how every panel and query names its datasource: through the dashboard's datasource variable, so
@@ -136,19 +99,6 @@ func TestCheckSelectors(t *testing.T) {
 			t.Errorf("checkSelectors(%s) = %q, want %d findings", c.expr, got, c.bad)
 		}
 	}
-}
-
-type variable struct {
-	Name       string          `json:"name"`
-	Type       string          `json:"type"`
-	Query      json.RawMessage `json:"query"`
-	Datasource *datasource     `json:"datasource"`
-	IncludeAll bool            `json:"includeAll"`
-	AllValue   string          `json:"allValue"`
-	Multi      bool            `json:"multi"`
-	Current    struct {
-		Value []string `json:"value"`
-	} `json:"current"`
 }
 
 func TestDashboard(t *testing.T) {
@@ -213,7 +163,7 @@ func TestDashboard(t *testing.T) {
 	fixedWindow := regexp.MustCompile(`\[[0-9]+[smhdwy]\]`)
 	ids := map[int]string{}
 	var graphs int
-	for _, p := range flatten(d.Panels) {
+	for _, p := range grafana.Flatten(d.Panels) {
 		if prev, dup := ids[p.ID]; dup {
 			t.Errorf("panel id %d used by %q and %q", p.ID, prev, p.Title)
 		}
@@ -270,7 +220,7 @@ func TestDashboard(t *testing.T) {
 		defs.Write(b)
 	}
 	recorded := regexp.MustCompile(`\bstorage_api:[a-z0-9_]+:[a-z0-9_]+\b`)
-	for _, p := range flatten(d.Panels) {
+	for _, p := range grafana.Flatten(d.Panels) {
 		for _, tg := range p.Targets {
 			for _, name := range recorded.FindAllString(tg.Expr, -1) {
 				if !strings.Contains(defs.String(), "record: "+name+"\n") {

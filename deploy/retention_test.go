@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sre-instrumentation/storage-api/internal/grafana"
 )
 
 // The SLO period is the longest range the rules read: the [30d] of storage_api:sli_*:ratio_30d. Every
@@ -112,7 +114,7 @@ func TestRetentionCoversSLOWindows(t *testing.T) {
 		}
 	}
 	d, _ := loadDashboard(t)
-	for _, p := range flatten(d.Panels) {
+	for _, p := range grafana.Flatten(d.Panels) {
 		for _, tg := range p.Targets {
 			queries.WriteString(tg.Expr + "\n")
 		}
@@ -163,7 +165,7 @@ func TestRetentionCoversSLOWindows(t *testing.T) {
 	days := fmt.Sprintf("%dd", period/(24*time.Hour))
 	titled := regexp.MustCompile(`\(([0-9]+)(d|-day window)\)`)
 	n := 0
-	for _, p := range flatten(d.Panels) {
+	for _, p := range grafana.Flatten(d.Panels) {
 		for _, m := range titled.FindAllStringSubmatch(p.Title, -1) {
 			n++
 			if m[1]+"d" != days {

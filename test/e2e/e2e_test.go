@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sre-instrumentation/storage-api/internal/grafana"
 	"github.com/sre-instrumentation/storage-api/internal/testkit"
 )
 
@@ -300,46 +301,6 @@ func checkTotals(ctx context.Context, t *testing.T, p promAPI, s loadgenSummary,
 	t.Logf("Prometheus counted %d API requests, loadgen sent %d", total, s.Requests)
 }
 
-type dashPanel struct {
-	Type    string `json:"type"`
-	Title   string `json:"title"`
-	Targets []struct {
-		RefID   string `json:"refId"`
-		Expr    string `json:"expr"`
-		Instant bool   `json:"instant"`
-	} `json:"targets"`
-	Panels []dashPanel `json:"panels"`
-}
-
-type dashVariable struct {
-	Name     string `json:"name"`
-	Type     string `json:"type"`
-	AllValue string `json:"allValue"`
-	Query    struct {
-		Query string `json:"query"`
-	} `json:"query"`
-	Current struct {
-		Value []string `json:"value"`
-	} `json:"current"`
-}
-
-// UnmarshalJSON accepts the datasource variable too, whose query is a plain string.
-func (v *dashVariable) UnmarshalJSON(b []byte) error {
-	type plain dashVariable
-	var p struct {
-		plain
-		Query json.RawMessage `json:"query"`
-	}
-	if err := json.Unmarshal(b, &p); err != nil {
-		return err
-	}
-	*v = dashVariable(p.plain)
-	if len(p.Query) > 0 && p.Query[0] == '{' {
-		return json.Unmarshal(p.Query, &v.Query)
-	}
-	return nil
-}
-
 // grafanaRegexEscape is what Grafana's Prometheus datasource does to each value of a multi-value or
 // include-All variable (prometheusSpecialRegexEscape): regex metacharacters get a backslash, doubled because
 // the value lands inside a PromQL string.
@@ -384,24 +345,11 @@ func checkDashboard(ctx context.Context, t *testing.T, p promAPI, start, end tim
 	if err != nil {
 		t.Fatal(err)
 	}
-	var d struct {
-		Panels     []dashPanel `json:"panels"`
-		Templating struct {
-			List []dashVariable `json:"list"`
-		} `json:"templating"`
-	}
+	var d grafana.Dashboard
 	if err := json.Unmarshal(raw, &d); err != nil {
 		t.Fatal(err)
 	}
-	var panels []dashPanel
-	var walk func([]dashPanel)
-	walk = func(ps []dashPanel) {
-		for _, p := range ps {
-			panels = append(panels, p)
-			walk(p.Panels)
-		}
-	}
-	walk(d.Panels)
+	panels := grafana.Flatten(d.Panels)
 
 	// The variables' queries (label_values(selector, label)) through the API Grafana uses for them.
 	defaults := map[string]string{}
@@ -414,9 +362,9 @@ func checkDashboard(ctx context.Context, t *testing.T, p promAPI, start, end tim
 		if len(v.Current.Value) != 1 {
 			t.Fatalf("variable %s: default %q, want one value", v.Name, v.Current.Value)
 		}
-		m := labelValues.FindStringSubmatch(v.Query.Query)
+		m := labelValues.FindStringSubmatch(v.QueryText())
 		if m == nil {
-			t.Fatalf("variable %s: query %q is not label_values(selector, label)", v.Name, v.Query.Query)
+			t.Fatalf("variable %s: query %q is not label_values(selector, label)", v.Name, v.QueryText())
 		}
 		sel := m[1]
 		for name, val := range defaults {
