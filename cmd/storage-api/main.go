@@ -136,7 +136,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	// Registered even when off, so storage_api_faults_injected_total reads 0 rather than
 	// nothing; the middleware itself is only installed when a fault is configured.
-	faults := fault.New(cfg.Fault, reg, func(w http.ResponseWriter) { api.Unavailable(w, "injected fault") })
+	faults := fault.New(cfg.Fault, reg)
 	if cfg.Fault.Enabled() {
 		log.Warn("fault injection is on", "error_ratio", cfg.Fault.ErrorRatio,
 			"latency", cfg.Fault.Latency.String(), "latency_ratio", cfg.Fault.LatencyRatio)

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/sre-instrumentation/storage-api/internal/admission"
+	"github.com/sre-instrumentation/storage-api/internal/fault"
 	"github.com/sre-instrumentation/storage-api/internal/metrics"
 )
 
@@ -86,8 +87,8 @@ func (s *server) register(mux *http.ServeMux) {
 			label = r.path
 		}
 		h := r.handler
-		if r.api && s.Faults != nil {
-			h = s.Faults.Middleware(h)
+		if r.api && s.Faults.Enabled() {
+			h = injectFaults(s.Faults, h)
 		}
 		h = overflow(r.ops, s.bodies)(h)
 		var rec *metrics.Route
@@ -176,4 +177,19 @@ func canonicalPath(p string) bool {
 		np += "/"
 	}
 	return np == p
+}
+
+// injectFaults delays and/or fails a share of the requests before h sees them, as in
+// decides; a failed one gets the API's own 503 JSON answer.
+func injectFaults(in *fault.Injector, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fail, err := in.Inject(r.Context())
+		switch {
+		case err != nil: // the client left during the injected delay
+		case fail:
+			Unavailable(w, "injected fault")
+		default:
+			h.ServeHTTP(w, r)
+		}
+	})
 }

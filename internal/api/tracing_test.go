@@ -77,7 +77,7 @@ func newTracedServer(t *testing.T, sampler sdktrace.Sampler, store storage.Store
 		AccessLog:      buf,
 		Metrics:        metrics.NewHTTP(reg),
 		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Faults:         fault.New(faults, reg, func(w http.ResponseWriter) { api.Unavailable(w, "injected fault") }),
+		Faults:         fault.New(faults, reg),
 		Tracing:        tp,
 	})
 	return &tracedServer{handler: h, reg: reg, spans: exp, log: buf}

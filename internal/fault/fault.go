@@ -3,9 +3,9 @@
 package fault
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,52 +45,49 @@ const (
 	AttrError   = attribute.Key("fault.error")           // answered 503 on purpose
 )
 
-// Injector applies a Config to requests.
+// Injector decides, per request, which faults to inject, and applies the delay. What a
+// failed request is answered with is the HTTP layer's business (internal/api).
 type Injector struct {
-	cfg              Config
-	errors, latency  prometheus.Counter
-	writeUnavailable func(w http.ResponseWriter)
+	cfg             Config
+	errors, latency prometheus.Counter
 }
 
 // New returns an injector counting into storage_api_faults_injected_total{kind} on reg.
-// unavailable writes the response of an injected error (the API's JSON 503).
-func New(cfg Config, reg prometheus.Registerer, unavailable func(w http.ResponseWriter)) *Injector {
+func New(cfg Config, reg prometheus.Registerer) *Injector {
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "storage_api_faults_injected_total",
 		Help: "Faults injected into API requests on purpose (-fault-* flags), by kind (error, latency).",
 	}, []string{"kind"})
 	reg.MustRegister(c)
-	return &Injector{cfg: cfg, errors: c.WithLabelValues("error"), latency: c.WithLabelValues("latency"), writeUnavailable: unavailable}
+	return &Injector{cfg: cfg, errors: c.WithLabelValues("error"), latency: c.WithLabelValues("latency")}
 }
 
-// Middleware delays and/or fails a share of the requests, before next sees them.
-func (in *Injector) Middleware(next http.Handler) http.Handler {
-	if !in.cfg.Enabled() {
-		return next
+// Enabled reports whether any fault would ever be injected.
+func (in *Injector) Enabled() bool { return in != nil && in.cfg.Enabled() }
+
+// Inject applies the faults drawn for one request: it waits out an injected delay (returning
+// ctx's error if the request ends first) and reports whether the request is to fail. Each
+// injected fault is counted and, on a traced request, marked on its span (a no-op span
+// otherwise), so its slowness or failure reads as on purpose.
+func (in *Injector) Inject(ctx context.Context) (fail bool, err error) {
+	span := trace.SpanFromContext(ctx)
+	if in.cfg.Latency > 0 && rand.Float64() < in.cfg.LatencyRatio {
+		in.latency.Inc()
+		span.SetAttributes(AttrLatency.Float64(in.cfg.Latency.Seconds()))
+		span.AddEvent("fault injected: latency")
+		t := time.NewTimer(in.cfg.Latency)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return false, ctx.Err()
+		}
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// A traced request says on its span that its slowness or failure was on purpose
-		// (the span is a no-op when the request is not traced).
-		span := trace.SpanFromContext(r.Context())
-		if in.cfg.Latency > 0 && rand.Float64() < in.cfg.LatencyRatio {
-			in.latency.Inc()
-			span.SetAttributes(AttrLatency.Float64(in.cfg.Latency.Seconds()))
-			span.AddEvent("fault injected: latency")
-			t := time.NewTimer(in.cfg.Latency)
-			select {
-			case <-t.C:
-			case <-r.Context().Done():
-				t.Stop()
-				return
-			}
-		}
-		if rand.Float64() < in.cfg.ErrorRatio {
-			in.errors.Inc()
-			span.SetAttributes(AttrError.Bool(true))
-			span.AddEvent("fault injected: error")
-			in.writeUnavailable(w)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+	if rand.Float64() < in.cfg.ErrorRatio {
+		in.errors.Inc()
+		span.SetAttributes(AttrError.Bool(true))
+		span.AddEvent("fault injected: error")
+		return true, nil
+	}
+	return false, nil
 }
