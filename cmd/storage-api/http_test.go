@@ -108,24 +108,8 @@ func sha(s string) string { return storage.ETag([]byte(s)) }
 // until it closes the connection or goes quiet for quiet.
 func rawExchange(t *testing.T, addr, req string, quiet time.Duration) string {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.Write([]byte(req)); err != nil {
-		t.Fatal(err)
-	}
-	var out strings.Builder
-	buf := make([]byte, 4096)
-	for {
-		conn.SetReadDeadline(time.Now().Add(quiet))
-		n, err := conn.Read(buf)
-		out.Write(buf[:n])
-		if err != nil {
-			return out.String()
-		}
-	}
+	out, _ := rawExchangeClosed(t, addr, req, quiet)
+	return out
 }
 
 // responses parses every HTTP response in raw.

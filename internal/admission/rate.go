@@ -69,12 +69,16 @@ func (p *pacer) progress(n int, now time.Time) error {
 	return nil
 }
 
-// timeout maps a deadline error to ErrTooSlow.
-func (p *pacer) timeout(err error) error {
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return ErrTooSlow
+// after accounts for one read or write that returned n, err: a deadline error becomes
+// ErrTooSlow, and progress is checked against the average rate.
+func (p *pacer) after(n int, err error) (int, error) {
+	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return n, ErrTooSlow
+		}
+		return n, err
 	}
-	return err
+	return n, p.progress(n, time.Now())
 }
 
 // PacedReader returns body with rate enforced through rc's read deadline, never past
@@ -94,11 +98,7 @@ type pacedReader struct {
 
 func (r *pacedReader) Read(b []byte) (int, error) {
 	r.p.arm(time.Now())
-	n, err := r.r.Read(b)
-	if err != nil {
-		return n, r.p.timeout(err)
-	}
-	return n, r.p.progress(n, time.Now())
+	return r.p.after(r.r.Read(b))
 }
 
 // PacedWriter returns w with rate enforced through rc's write deadline, never past
@@ -118,9 +118,5 @@ type pacedWriter struct {
 
 func (w *pacedWriter) Write(b []byte) (int, error) {
 	w.p.arm(time.Now())
-	n, err := w.w.Write(b)
-	if err != nil {
-		return n, w.p.timeout(err)
-	}
-	return n, w.p.progress(n, time.Now())
+	return w.p.after(w.w.Write(b))
 }

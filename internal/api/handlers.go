@@ -73,13 +73,13 @@ func putObject(store storage.Store, maxSize int64, b *bodies, log *slog.Logger) 
 			bodyError(w, b, maxSize, err)
 			return
 		}
-		res2, err := store.Put(r.Context(), id, contentType, data, cond)
+		stored, err := store.Put(r.Context(), id, contentType, data, cond)
 		if err != nil {
 			storeError(w, r, log, err)
 			return
 		}
-		w.Header().Set("ETag", quoteETag(res2.ETag))
-		if res2.Created {
+		w.Header().Set("ETag", quoteETag(stored.ETag))
+		if stored.Created {
 			w.Header().Set("Location", "/api/buckets/"+url.PathEscape(id))
 			w.WriteHeader(http.StatusCreated)
 			return
