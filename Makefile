@@ -26,7 +26,7 @@ tools:
 ## test: everything: unit, conformance, fuzz seeds, process, end-to-end with real
 ## Prometheus and versitygw, compose/Dockerfile checks, Helm rendering checks. Builds the tools it needs first
 ## (not golangci-lint, which make lint builds).
-TEST_TOOLS := jaeger helm kube-score prometheus promtool versitygw amtool alertmanager
+TEST_TOOLS := jaeger kube-score prometheus promtool versitygw amtool alertmanager
 test:
 	bash tools/install.sh $(TEST_TOOLS)
 	go test -race -count=1 ./...
@@ -37,9 +37,10 @@ test:
 test-short:
 	go test -race -short ./...
 
-## helm-test: the offline chart checks alone (helm lint/template, strict typed decoding)
+## helm-test: the offline chart checks alone (helm lint/template/package through helm's Go packages,
+## strict typed decoding, kube-score)
 helm-test:
-	bash tools/install.sh helm kube-score
+	bash tools/install.sh kube-score
 	cd test/k8s && go test -count=1 ./...
 
 ## k8s-apiserver-test: optional, slow the first time (~20 min to build kube-apiserver and

@@ -22,10 +22,14 @@ ALERTMANAGER_VERSION=v0.35.0
 # needs root and apt, and exists on no other OS. v0.31.1 loads deploy/alertmanager/alertmanager.yml unchanged
 # (routes with matchers, inhibit_rules with source/target_matchers), as amtool v0.35.0 checks it.
 ALERTMANAGER_SERVER_VERSION=v0.31.1
-# kube-score scores every chart render in test/k8s (about 3 minutes to build cold on 2 cores). kube-linter
+# kube-score scores every chart render in test/k8s (about 3 minutes to build cold on 2 cores). Its packages
+# cannot be used in-process there: v1.20.0 (the newest) imports k8s.io/api/autoscaling/v2beta2, which the
+# k8s.io/api that helm v4 needs no longer has. kube-linter
 # (golang.stackrox.io/kube-linter) and pint (github.com/cloudflare/pint) are not served by the Go module proxy
 # this project can reach, so they are not installed; test/k8s and deploy/ check what they would have.
 KUBE_SCORE_VERSION=v1.20.0
+# The helm CLI is for deploy/k8s/up.sh and make k8s-apiserver-test; test/k8s renders the chart with helm's Go
+# packages (test/k8s/go.mod pins the same version) and needs no binary.
 HELM_VERSION=v4.3.1
 # golangci-lint runs in make lint with .golangci.yml. go install at a version builds it from its own go.mod,
 # so none of its dependencies enter this repository's modules.
@@ -92,7 +96,6 @@ group_of() {
   case "$1" in
     prometheus | promtool) echo prometheus ;;
     amtool | alertmanager) echo alertmanager ;;
-    helm | kube-score) echo k8s ;;
     *) echo "$1" ;;
   esac
 }

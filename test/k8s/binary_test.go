@@ -16,7 +16,7 @@ import (
 
 func renderAllOn(t *testing.T) []object {
 	t.Helper()
-	out, err := runHelm(t, renderArgs(chartDir, true, allOnS3...)...)
+	out, err := renderChart(chartDir, true, allOnS3...)
 	if err != nil {
 		t.Fatal(err)
 	}

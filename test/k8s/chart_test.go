@@ -233,7 +233,7 @@ func TestChartRenders(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			out, err := runHelm(t, renderArgs(chartDir, tc.crds, tc.args...)...)
+			out, err := renderChart(chartDir, tc.crds, tc.args...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -285,7 +285,7 @@ func TestChartRefuses(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			out, err := runHelm(t, renderArgs(chartDir, true, tc.args...)...)
+			out, err := renderChart(chartDir, true, tc.args...)
 			if err == nil {
 				t.Fatalf("helm template succeeded, want an error containing %q; output:\n%.400s", tc.want, out)
 			}
@@ -309,9 +309,8 @@ func TestChartLintStrict(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			args := append([]string{"lint", "--strict", "--kube-version", kubeVersion, chartDir}, tc.args...)
-			if out, err := runHelm(t, args...); err != nil {
-				t.Fatalf("%v\n%s", err, out)
+			if err := lintChart(chartDir, tc.args...); err != nil {
+				t.Fatalf("helm lint --strict: %v", err)
 			}
 		})
 	}
@@ -321,15 +320,18 @@ func TestChartLintStrict(t *testing.T) {
 // files, so the packaged chart renders exactly what the chart directory renders.
 func TestChartPackage(t *testing.T) {
 	dest := t.TempDir()
-	if out, err := runHelm(t, "package", chartDir, "--destination", dest); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
-	tgz := filepath.Join(dest, "storage-api-0.1.0.tgz")
-	fromDir, err := runHelm(t, renderArgs(chartDir, true, allOnBolt...)...)
+	tgz, err := packageChart(chartDir, dest)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fromTgz, err := runHelm(t, renderArgs(tgz, true, allOnBolt...)...)
+	if want := filepath.Join(dest, "storage-api-0.1.0.tgz"); tgz != want {
+		t.Errorf("packaged as %s, want %s", tgz, want)
+	}
+	fromDir, err := renderChart(chartDir, true, allOnBolt...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromTgz, err := renderChart(tgz, true, allOnBolt...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,7 +377,7 @@ func TestPrometheusRuleEqualsRuleFiles(t *testing.T) {
 	if len(files) == 0 {
 		t.Fatalf("no rule files in %s: the chart would ship no alerts", rulesDir)
 	}
-	out, err := runHelm(t, renderArgs(chartDir, true, "--set", "prometheusRule.enabled=true")...)
+	out, err := renderChart(chartDir, true, "--set", "prometheusRule.enabled=true")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -441,7 +443,7 @@ func TestDashboardConfigMapEqualsComposeDashboard(t *testing.T) {
 	if !slices.Contains(files, filepath.Join(dashDir, "storage-api.json")) {
 		t.Fatalf("%s/storage-api.json is missing", dashDir)
 	}
-	out, err := runHelm(t, renderArgs(chartDir, false, "--set", "grafanaDashboard.enabled=true")...)
+	out, err := renderChart(chartDir, false, "--set", "grafanaDashboard.enabled=true")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,19 +2,26 @@ package k8s
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
 	"testing"
-	"time"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	"helm.sh/helm/v4/pkg/chart/common"
+	commonutil "helm.sh/helm/v4/pkg/chart/common/util"
+	"helm.sh/helm/v4/pkg/chart/v2/lint"
+	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
+	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
+	"helm.sh/helm/v4/pkg/engine"
+	releaseutil "helm.sh/helm/v4/pkg/release/v1/util"
+	"helm.sh/helm/v4/pkg/strvals"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -23,12 +30,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
-
-	"github.com/sre-instrumentation/storage-api/internal/testkit"
 )
 
-// kubeVersion is the Kubernetes version helm renders for: the one up.sh's kind node runs. A
-// go-installed helm would otherwise assume whatever its client library was built with.
+// kubeVersion is the Kubernetes version the chart is rendered and linted for: the one up.sh's kind node runs.
+// Without it helm would assume whatever its client library was built with.
 const kubeVersion = "1.36.4"
 
 var (
@@ -37,58 +42,146 @@ var (
 	rulesDir = filepath.Join(repoRoot, "deploy", "prometheus", "rules")
 	dashDir  = filepath.Join(repoRoot, "deploy", "grafana", "dashboards")
 	k8sDir   = filepath.Join(repoRoot, "deploy", "k8s")
-	helmHome string // isolated HELM_*_HOME, so the tests never read or write the user's helm config
 )
+
+// The chart is rendered, linted and packaged with helm's own Go packages (the loader, the template engine,
+// the values schema validation, the manifest sorter, the linter and the packager the helm CLI calls), so
+// test/k8s needs no helm binary: building the CLI took 8-10 minutes of a fresh machine's first make test,
+// most of it for code these checks never run (the Kubernetes client, OCI registries, the plugin runtime).
+// The calls below follow helm v4's `helm template`, `helm lint` and `helm package` (pkg/action) for what
+// this chart uses; the CLI itself still deploys it (deploy/k8s/up.sh) and test/k8s/apiserver installs it
+// with the CLI against a real apiserver.
+
+// renderChart renders a chart directory or packaged chart like
+//
+//	helm template storage-api CHART --namespace storage --kube-version 1.36.4 [--api-versions monitoring.coreos.com/v1] ARGS
+//
+// where ARGS are --set and --values flags: the values are validated against values.schema.json, the
+// templates rendered, NOTES.txt dropped and the manifests sorted in install order, each behind a
+// "# Source:" line.
+func renderChart(chartPath string, crds bool, args ...string) (string, error) {
+	vals, err := valuesFromArgs(args)
+	if err != nil {
+		return "", err
+	}
+	ch, err := loader.Load(chartPath)
+	if err != nil {
+		return "", err
+	}
+	if ch.Metadata.Type == "library" {
+		return "", errors.New("library charts are not installable")
+	}
+	if err := chartutil.ProcessDependencies(ch, vals); err != nil {
+		return "", fmt.Errorf("chart dependencies processing failed: %w", err)
+	}
+	kv, err := common.ParseKubeVersion(kubeVersion)
+	if err != nil {
+		return "", err
+	}
+	caps := common.DefaultCapabilities.Copy()
+	caps.KubeVersion = *kv
+	if crds {
+		caps.APIVersions = append(caps.APIVersions, "monitoring.coreos.com/v1")
+	}
+	if c := ch.Metadata.KubeVersion; c != "" && !chartutil.IsCompatibleRange(c, caps.KubeVersion.String()) {
+		return "", fmt.Errorf("chart requires kubeVersion: %s which is incompatible with Kubernetes %s", c, caps.KubeVersion.Version)
+	}
+	release := common.ReleaseOptions{Name: "storage-api", Namespace: "storage", Revision: 1, IsInstall: true}
+	top, err := commonutil.ToRenderValuesWithSchemaValidation(ch, vals, release, caps, false)
+	if err != nil {
+		return "", err
+	}
+	files, err := engine.Render(ch, top)
+	if err != nil {
+		return "", err
+	}
+	for name := range files {
+		if strings.HasSuffix(name, "NOTES.txt") {
+			delete(files, name)
+		}
+	}
+	hooks, manifests, err := releaseutil.SortManifests(files, nil, releaseutil.InstallOrder)
+	if err != nil {
+		return "", err
+	}
+	if len(hooks) > 0 {
+		// helm template prints hooks after the manifests; the chart has none, and a new one needs a look at
+		// what the tests should do with it.
+		return "", fmt.Errorf("the chart renders %d hooks (first %s): renderChart does not handle hooks", len(hooks), hooks[0].Path)
+	}
+	var b strings.Builder
+	for _, m := range manifests {
+		fmt.Fprintf(&b, "---\n# Source: %s\n%s\n", m.Name, m.Content)
+	}
+	return strings.TrimSpace(b.String()) + "\n", nil
+}
+
+// lintChart is `helm lint --strict --kube-version 1.36.4 CHART ARGS`: every finding of warning severity
+// or worse is an error.
+func lintChart(chartPath string, args ...string) error {
+	vals, err := valuesFromArgs(args)
+	if err != nil {
+		return err
+	}
+	kv, err := common.ParseKubeVersion(kubeVersion)
+	if err != nil {
+		return err
+	}
+	linter := lint.RunAll(chartPath, vals, "storage", lint.WithKubeVersion(kv))
+	var errs []error
+	for _, msg := range linter.Messages {
+		if msg.Severity >= support.WarningSev {
+			errs = append(errs, msg.Err)
+		}
+	}
+	return errors.Join(errs...)
+}
 
 func mustRepoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "helm-home-")
+// packageChart is `helm package CHART --destination DEST`; it returns the archive's path.
+func packageChart(chartPath, dest string) (string, error) {
+	ch, err := loader.LoadDir(chartPath)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		return "", err
 	}
-	helmHome = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	if len(ch.Metadata.Dependencies) > 0 {
+		return "", errors.New("packageChart: the chart has dependencies, which helm package would check first")
+	}
+	return chartutil.Save(ch, dest)
 }
 
-// helmBin returns the pinned helm (testkit.Tool: skipped under -short when missing, failed otherwise).
-func helmBin(t *testing.T) string {
-	t.Helper()
-	return testkit.Tool(t, "helm")
-}
-
-// runHelm runs helm with a bounded time and returns stdout; stderr is part of the error.
-func runHelm(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, helmBin(t), args...)
-	cmd.Env = append(os.Environ(),
-		"HELM_CACHE_HOME="+filepath.Join(helmHome, "cache"),
-		"HELM_CONFIG_HOME="+filepath.Join(helmHome, "config"),
-		"HELM_DATA_HOME="+filepath.Join(helmHome, "data"),
-	)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("helm %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
+// valuesFromArgs merges --values files and then --set assignments, in order, the way helm's
+// values options do.
+func valuesFromArgs(args []string) (map[string]any, error) {
+	vals := map[string]any{}
+	for i := 0; i < len(args); i += 2 {
+		if i+1 == len(args) {
+			return nil, fmt.Errorf("%s: missing its value", args[i])
+		}
+		switch flag, v := args[i], args[i+1]; flag {
+		case "--values", "-f":
+			data, err := os.ReadFile(v)
+			if err != nil {
+				return nil, err
+			}
+			m, err := loader.LoadValues(bytes.NewReader(data))
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", v, err)
+			}
+			vals = loader.MergeMaps(vals, m)
+		case "--set":
+			if err := strvals.ParseInto(v, vals); err != nil {
+				return nil, fmt.Errorf("--set %s: %w", v, err)
+			}
+		default:
+			return nil, fmt.Errorf("valuesFromArgs: %s is not a values flag (want --set or --values)", flag)
+		}
 	}
-	return stdout.String(), nil
-}
-
-// renderArgs is the helm template command line for the chart (or a packaged chart) in namespace storage.
-func renderArgs(chart string, crds bool, extra ...string) []string {
-	args := []string{"template", "storage-api", chart, "--namespace", "storage", "--kube-version", kubeVersion}
-	if crds {
-		args = append(args, "--api-versions", "monitoring.coreos.com/v1")
-	}
-	return append(args, extra...)
+	return vals, nil
 }
 
 // object is one rendered manifest, decoded into its typed API struct.
@@ -215,4 +308,35 @@ func kindCounts(objs []object) map[string]int {
 		m[o.Kind]++
 	}
 	return m
+}
+
+// TestHelmPinsAgree: the helm packages the tests render with are the helm CLI's version that tools/install.sh
+// builds for up.sh and the apiserver tests, so what the tests check is what gets installed.
+func TestHelmPinsAgree(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot, "tools", "install.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^HELM_VERSION=(\S+)`).FindSubmatch(b)
+	if m == nil {
+		t.Fatal("tools/install.sh has no HELM_VERSION=")
+	}
+	mod, err := os.ReadFile("go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dep := regexp.MustCompile(`(?m)^\s*helm\.sh/helm/v4 (\S+)`).FindSubmatch(mod)
+	if dep == nil {
+		t.Fatal("test/k8s/go.mod does not require helm.sh/helm/v4")
+	}
+	if string(dep[1]) != string(m[1]) {
+		t.Errorf("test/k8s renders with helm %s, tools/install.sh pins HELM_VERSION=%s: keep them equal", dep[1], m[1])
+	}
+}
+
+// TestMain keeps helm's loader quiet: it logs at INFO each symlink it follows (files/ links to the shared
+// rules and dashboards, on purpose), which would bury a failure's output.
+func TestMain(m *testing.M) {
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	os.Exit(m.Run())
 }

@@ -61,7 +61,7 @@ func TestKubeScore(t *testing.T) {
 	for _, r := range kubeScoreRenders {
 		t.Run(r.name, func(t *testing.T) {
 			t.Parallel()
-			out, err := runHelm(t, renderArgs(chartDir, true, r.args...)...)
+			out, err := renderChart(chartDir, true, r.args...)
 			if err != nil {
 				t.Fatal(err)
 			}
