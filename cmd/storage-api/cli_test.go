@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sre-instrumentation/storage-api/internal/cli"
+	"github.com/sre-instrumentation/storage-api/internal/cli/clitest"
 	"github.com/sre-instrumentation/storage-api/internal/storage/bolt"
 	"github.com/sre-instrumentation/storage-api/internal/testkit"
 )
@@ -79,8 +81,25 @@ func TestHelp(t *testing.T) {
 	}
 }
 
-// TestInvalidConfig: a bad value stops the process before it listens, with a non-zero
-// exit and a message naming what to fix.
+// TestExitCodes holds storage-api to the exit statuses both binaries share (internal/cli),
+// run in process through run as main calls it.
+func TestExitCodes(t *testing.T) {
+	t.Parallel()
+	closed := testkit.FreeAddr(t) // nothing listens there
+	clitest.Check(t, "storage-api", run, exitCode, []clitest.Case{
+		{Class: clitest.Help, Args: []string{"-h"}},
+		{Class: clitest.UnknownFlag, Args: []string{"-colour"}, Mention: []string{"colour"}},
+		{Class: clitest.BadValue, Args: []string{"-max-object-size", "ten"}, Mention: []string{"-max-object-size", "ten"}},
+		{Class: clitest.BadEnv, Env: map[string]string{"SHUTDOWN_TIMEOUT": "soon"}, Mention: []string{"SHUTDOWN_TIMEOUT", "soon"}},
+		{Class: clitest.InvalidConfig, Args: []string{"-storage", "floppy", "-max-object-size", "-5"}, Mention: []string{"-storage", "-max-object-size"}},
+		{Class: clitest.Positional, Args: []string{"serve"}, Mention: []string{"serve"}},
+		{Class: clitest.Failure, Args: []string{"-healthcheck", "-listen-address", closed}, Mention: []string{"healthcheck"}},
+		{Class: clitest.Success, Args: []string{"-version"}},
+	})
+}
+
+// TestInvalidConfig: a bad value stops the process before it listens, with exit status 2
+// (usage) and a message naming what to fix.
 func TestInvalidConfig(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -114,8 +133,8 @@ func TestInvalidConfig(t *testing.T) {
 				}
 			}
 			code, stdout, stderr := runInProcess(t, 10*time.Second, tt.env, args...)
-			if code == 0 {
-				t.Fatalf("exit 0 with %v %q; want non-zero", tt.env, tt.args)
+			if code != cli.ExitUsage {
+				t.Fatalf("exit %d with %v %q; want %d (usage)", code, tt.env, tt.args, cli.ExitUsage)
 			}
 			if strings.Contains(stdout, "listening") {
 				t.Errorf("started listening despite the bad value: %s", stdout)

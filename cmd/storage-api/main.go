@@ -24,6 +24,7 @@ import (
 
 	"github.com/sre-instrumentation/storage-api/internal/admission"
 	"github.com/sre-instrumentation/storage-api/internal/api"
+	"github.com/sre-instrumentation/storage-api/internal/cli"
 	"github.com/sre-instrumentation/storage-api/internal/config"
 	"github.com/sre-instrumentation/storage-api/internal/fault"
 	"github.com/sre-instrumentation/storage-api/internal/logging"
@@ -45,16 +46,11 @@ func main() {
 	os.Exit(exitCode(run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr), os.Stderr))
 }
 
-// exitCode maps run's result to the process's exit status, printing the error: 0 for
-// success and -h, 1 for any error (a bad flag included).
+// exitCode maps run's result to the process's exit status, printing the error: the
+// convention both binaries share (internal/cli): 0 for success and -h, 2 for a refused flag,
+// variable or value, 1 for any other failure.
 func exitCode(err error, stderr io.Writer) int {
-	switch {
-	case err == nil, errors.Is(err, config.ErrHelp):
-		return 0
-	default:
-		fmt.Fprintln(stderr, "storage-api:", err)
-		return 1
-	}
+	return cli.ExitCode("storage-api", err, stderr)
 }
 
 // run starts the server (or, with "check" first, runs the offline scrub) and blocks

@@ -4,7 +4,6 @@ package config
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sre-instrumentation/storage-api/internal/cli"
 	"github.com/sre-instrumentation/storage-api/internal/envflag"
 	"github.com/sre-instrumentation/storage-api/internal/fault"
 	"github.com/sre-instrumentation/storage-api/internal/tracing"
@@ -70,10 +70,10 @@ type S3 struct {
 // Backends are the accepted -storage values.
 var Backends = []string{"bolt", "memory", "s3"}
 
-// ErrHelp is returned when -h was asked for; usage has been printed.
-var ErrHelp = flag.ErrHelp
-
-// Parse parses args (without the program name) and the environment.
+// Parse parses args (without the program name) and the environment, normalises what has
+// more than one spelling (PORT, a bare -debug-address port) and validates the result. Every
+// problem is reported at once, as a cli.UsageError; -h returns flag.ErrHelp, the usage
+// printed to output.
 func Parse(args []string, getenv func(string) string, output io.Writer) (Config, error) {
 	var c Config
 	fs := envflag.New("storage-api", output)
@@ -113,13 +113,15 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	if err := fs.Parse(args, getenv); err != nil {
 		return c, err
 	}
+	var errs []error
 	// PORT is the original service's variable; LISTEN_ADDRESS or the flag win over it.
 	if !fs.IsSet("listen-address") && getenv("LISTEN_ADDRESS") == "" {
 		if port := getenv("PORT"); port != "" {
 			if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-				return c, fmt.Errorf("PORT=%q: not a port number", port)
+				errs = append(errs, fmt.Errorf("PORT=%q: not a port number", port))
+			} else {
+				c.ListenAddress = ":" + port
 			}
-			c.ListenAddress = ":" + port
 		}
 	}
 	if c.DebugAddress != "" && !strings.Contains(c.DebugAddress, ":") {
@@ -130,12 +132,14 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 		c.DebugAddress = "127.0.0.1" + c.DebugAddress
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(*logLevel)); err != nil {
-		return c, fmt.Errorf("-log-level: %w", err)
+		errs = append(errs, fmt.Errorf("-log-level: %w", err))
 	}
-	return c, c.Validate()
+	errs = append(errs, c.Validate())
+	return c, cli.Usage(errors.Join(errs...))
 }
 
-// Validate checks the values that parsing alone does not.
+// Validate checks the values that parsing alone does not, reporting every problem at once
+// (errors.Join). It changes nothing: normalising is Parse's.
 func (c Config) Validate() error {
 	var errs []error
 	if _, _, err := net.SplitHostPort(c.ListenAddress); err != nil {

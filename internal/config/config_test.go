@@ -3,11 +3,14 @@ package config
 import (
 	"bytes"
 	"errors"
+	"flag"
 	"log/slog"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sre-instrumentation/storage-api/internal/cli"
 )
 
 // env returns a getenv over a fixed map, so the tests never see the real environment.
@@ -188,6 +191,9 @@ func TestParseInvalid(t *testing.T) {
 			if err == nil {
 				t.Fatalf("Parse(%q, %v) succeeded; want an error", tt.args, tt.env)
 			}
+			if u := (*cli.UsageError)(nil); !errors.As(err, &u) {
+				t.Errorf("Parse(%q, %v) = %#v, not a cli.UsageError (storage-api would exit 1, not 2)", tt.args, tt.env, err)
+			}
 			for _, w := range tt.want {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("Parse(%q, %v) error %q does not mention %q", tt.args, tt.env, err, w)
@@ -197,13 +203,14 @@ func TestParseInvalid(t *testing.T) {
 	}
 }
 
-// Validate reports every problem at once, not only the first.
+// Parse reports every problem at once, not only the first: Validate's and its own (PORT, the log level).
 func TestParseReportsAllProblems(t *testing.T) {
-	_, err := Parse([]string{"-storage", "floppy", "-max-object-size", "-5", "-shutdown-timeout", "0s"}, env(nil), &bytes.Buffer{})
+	_, err := Parse([]string{"-storage", "floppy", "-max-object-size", "-5", "-shutdown-timeout", "0s", "-fault-error-ratio", "2", "-fault-latency", "-1s"},
+		env(map[string]string{"PORT": "http", "LOG_LEVEL": "loud"}), &bytes.Buffer{})
 	if err == nil {
 		t.Fatal("want an error")
 	}
-	for _, w := range []string{"-storage", "-max-object-size", "-shutdown-timeout"} {
+	for _, w := range []string{"-storage", "-max-object-size", "-shutdown-timeout", "-fault-error-ratio", "-fault-latency ", "PORT", "-log-level"} {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error %q does not mention %s", err, w)
 		}
@@ -213,8 +220,8 @@ func TestParseReportsAllProblems(t *testing.T) {
 func TestParseHelp(t *testing.T) {
 	var out bytes.Buffer
 	_, err := Parse([]string{"-h"}, env(nil), &out)
-	if !errors.Is(err, ErrHelp) {
-		t.Fatalf("Parse(-h) = %v; want ErrHelp", err)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("Parse(-h) = %v; want flag.ErrHelp", err)
 	}
 	usage := out.String()
 	// Every flag with a variable shows it; the two actions (-healthcheck, -version) have none.

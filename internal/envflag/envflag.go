@@ -8,6 +8,8 @@ import (
 	"io"
 	"math"
 	"time"
+
+	"github.com/sre-instrumentation/storage-api/internal/cli"
 )
 
 // FlagSet is a flag.FlagSet with an environment variable per flag.
@@ -99,8 +101,13 @@ func (fs *FlagSet) Var(v flag.Value, name, env, usage string) {
 }
 
 // Parse parses args, then sets each flag not given on the command line from its
-// variable, if that is non-empty. Positional arguments are an error.
+// variable, if that is non-empty. Positional arguments are an error. Every error is a
+// cli.UsageError, except flag.ErrHelp for -h.
 func (fs *FlagSet) Parse(args []string, getenv func(string) string) error {
+	return cli.Usage(fs.parse(args, getenv))
+}
+
+func (fs *FlagSet) parse(args []string, getenv func(string) string) error {
 	if err := fs.FlagSet.Parse(args); err != nil {
 		return err
 	}

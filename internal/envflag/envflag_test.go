@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sre-instrumentation/storage-api/internal/cli"
 )
 
 type flags struct {
@@ -104,6 +106,10 @@ func TestParseErrors(t *testing.T) {
 			err := v.fs.Parse(tt.args, func(k string) string { return tt.env[k] })
 			if err == nil {
 				t.Fatalf("Parse(%q, %v) succeeded", tt.args, tt.env)
+			}
+			// The binaries' exit status (2) depends on it.
+			if u := (*cli.UsageError)(nil); !errors.As(err, &u) {
+				t.Errorf("Parse(%q, %v) = %#v, not a cli.UsageError", tt.args, tt.env, err)
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(err.Error(), w) {

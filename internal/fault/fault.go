@@ -4,6 +4,7 @@ package fault
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -25,18 +26,19 @@ func (c Config) Enabled() bool {
 	return c.ErrorRatio > 0 || (c.Latency > 0 && c.LatencyRatio > 0)
 }
 
-// Validate checks the ratios and the latency.
+// Validate checks the ratios and the latency, reporting every problem at once.
 func (c Config) Validate() error {
-	if c.ErrorRatio < 0 || c.ErrorRatio > 1 {
-		return fmt.Errorf("-fault-error-ratio (FAULT_ERROR_RATIO) %v is not within 0..1", c.ErrorRatio)
+	var errs []error
+	if !(c.ErrorRatio >= 0 && c.ErrorRatio <= 1) {
+		errs = append(errs, fmt.Errorf("-fault-error-ratio (FAULT_ERROR_RATIO) %v is not within 0..1", c.ErrorRatio))
 	}
-	if c.LatencyRatio < 0 || c.LatencyRatio > 1 {
-		return fmt.Errorf("-fault-latency-ratio (FAULT_LATENCY_RATIO) %v is not within 0..1", c.LatencyRatio)
+	if !(c.LatencyRatio >= 0 && c.LatencyRatio <= 1) {
+		errs = append(errs, fmt.Errorf("-fault-latency-ratio (FAULT_LATENCY_RATIO) %v is not within 0..1", c.LatencyRatio))
 	}
 	if c.Latency < 0 {
-		return fmt.Errorf("-fault-latency (FAULT_LATENCY) %v is negative", c.Latency)
+		errs = append(errs, fmt.Errorf("-fault-latency (FAULT_LATENCY) %v is negative", c.Latency))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // Span attributes marking a request that got an injected fault.
