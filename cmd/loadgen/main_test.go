@@ -3,16 +3,19 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/sre-instrumentation/storage-api/internal/cli/clitest"
 	"github.com/sre-instrumentation/storage-api/internal/loadgen"
 	"github.com/sre-instrumentation/storage-api/internal/loadgen/apitest"
+	"github.com/sre-instrumentation/storage-api/internal/testkit"
 )
 
 // The test binary doubles as the loadgen binary: with this variable set it
@@ -70,26 +73,61 @@ func TestSIGTERM(t *testing.T) {
 	}
 }
 
-func TestRunExitCodes(t *testing.T) {
-	api := &apitest.Server{}
-	srv := httptest.NewServer(api)
+// TestExitCodes holds loadgen to the exit statuses both binaries share (internal/cli), run
+// in process through run as main calls it.
+func TestExitCodes(t *testing.T) {
+	srv := httptest.NewServer(&apitest.Server{})
 	defer srv.Close()
-	getenv := func(k string) string {
-		return map[string]string{"LOADGEN_TARGET": srv.URL, "LOADGEN_METRICS_ADDRESS": ""}[k]
-	}
+	closed := "http://" + testkit.FreeAddr(t) // nothing listens there
+	quiet := []string{"-metrics-address", ""}
+	clitest.Check(t, "loadgen", run, exitCode, []clitest.Case{
+		{Class: clitest.Help, Args: []string{"-h"}},
+		{Class: clitest.UnknownFlag, Args: []string{"-speed", "1"}, Mention: []string{"speed"}},
+		{Class: clitest.BadValue, Args: []string{"-rate", "fast"}, Mention: []string{"-rate", "fast"}},
+		{Class: clitest.BadEnv, Env: map[string]string{"LOADGEN_DURATION": "soon"}, Mention: []string{"LOADGEN_DURATION", "soon"}},
+		{Class: clitest.InvalidConfig, Args: []string{"-mode", "rate", "-rate", "-1", "-output", "yaml"}, Mention: []string{"-rate", "-output"}},
+		{Class: clitest.Positional, Args: []string{"extra"}, Mention: []string{"extra"}},
+		{Class: clitest.Failure, Args: append([]string{"-target", closed, "-ready-timeout", "300ms"}, quiet...), Mention: []string{"not ready"}},
+		// Scenario mode: rate mode could exit 3 on a loaded machine.
+		{Class: clitest.Success, Args: append([]string{"-target", srv.URL, "-mode", "scenario", "-think", "10ms", "-duration", "200ms"}, quiet...)},
+	})
+}
+
+// TestRunOutcomes: the outcomes only loadgen has, each with its summary on stdout. An error
+// ratio above the limit is a failure (1); a rate not delivered is loadgen's own status 3.
+func TestRunOutcomes(t *testing.T) {
+	failing := httptest.NewServer(&apitest.Server{FailEvery: 2})
+	defer failing.Close()
+	// Every object request takes 300 ms: 2 workers cannot send 50 req/s, so requests go late.
+	slowAPI := &apitest.Server{}
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			time.Sleep(300 * time.Millisecond)
+		}
+		slowAPI.ServeHTTP(w, r)
+	}))
+	defer slow.Close()
 	tests := []struct {
-		name string
-		args []string
-		want int
+		name   string
+		args   []string
+		want   int
+		stderr string
 	}{
-		{"finished", []string{"-mode", "rate", "-rate", "50", "-duration", "200ms"}, 0},
-		{"bad flag", []string{"-mode", "burst"}, 2},
-		{"bad mix", []string{"-mix", "get=x"}, 2},
+		{"error ratio within the limit", []string{"-target", failing.URL, "-mode", "scenario", "-think", "10ms", "-duration", "300ms", "-max-error-ratio", "0.9"}, 0, ""},
+		{"error ratio above the limit", []string{"-target", failing.URL, "-mode", "scenario", "-think", "10ms", "-duration", "300ms", "-max-error-ratio", "0.1"}, 1, "exceeds -max-error-ratio"},
+		{"rate not delivered", []string{"-target", slow.URL, "-mode", "rate", "-rate", "50", "-duration", "500ms", "-concurrency", "1", "-max-concurrency", "2"}, 3, "the asked rate was not delivered"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := run(t.Context(), tt.args, getenv, io.Discard, io.Discard); got != tt.want {
-				t.Errorf("run(%q) = %d, want %d", tt.args, got, tt.want)
+			var stdout, stderr bytes.Buffer
+			args := append([]string{"-metrics-address", "", "-output", "json"}, tt.args...)
+			code := exitCode(run(t.Context(), args, func(string) string { return "" }, &stdout, &stderr), &stderr)
+			if code != tt.want || !strings.Contains(stderr.String(), tt.stderr) {
+				t.Errorf("exit status %d, want %d with %q on stderr:\n%s", code, tt.want, tt.stderr, stderr.String())
+			}
+			var sum loadgen.Summary
+			if err := json.Unmarshal(stdout.Bytes(), &sum); err != nil || sum.Requests == 0 {
+				t.Errorf("summary %q (%v): want one with requests, whatever the exit status", stdout.String(), err)
 			}
 		})
 	}

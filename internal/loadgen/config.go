@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sre-instrumentation/storage-api/internal/cli"
 	"github.com/sre-instrumentation/storage-api/internal/envflag"
 	"github.com/sre-instrumentation/storage-api/internal/tracing"
 )
@@ -74,7 +75,9 @@ func defaultConfig() Config {
 
 // ParseConfig reads flags from args and environment variables through
 // getenv; a flag wins over its environment variable, which wins over the
-// default. Usage text goes to usage. It returns flag.ErrHelp for -h.
+// default. Usage text goes to usage. It normalises the target (no trailing
+// slash) and validates the result: every problem at once, as a
+// cli.UsageError. It returns flag.ErrHelp for -h.
 func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
 	c := defaultConfig()
 	fs := envflag.New("loadgen", usage)
@@ -97,43 +100,53 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 	if err := fs.Parse(args, getenv); err != nil {
 		return c, err
 	}
+	c.Target = strings.TrimRight(c.Target, "/")
 	c.Getenv = getenv
-	return c, c.Validate()
+	return c, cli.Usage(c.Validate())
 }
 
-// Validate reports the first invalid setting.
-func (c *Config) Validate() error {
-	u, err := url.Parse(c.Target)
-	switch {
-	case err != nil:
-		return fmt.Errorf("-target: %w", err)
-	case u.Scheme != "http" && u.Scheme != "https", u.Host == "":
-		return fmt.Errorf("-target %q: want an http(s) URL with a host", c.Target)
+// Validate reports every invalid setting at once (errors.Join). It changes
+// nothing: normalising is ParseConfig's.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if u, err := url.Parse(c.Target); err != nil {
+		bad("-target: %w", err)
+	} else if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		bad("-target %q: want an http(s) URL with a host", c.Target)
 	}
-	c.Target = strings.TrimRight(c.Target, "/")
-	switch {
-	case c.Mode != ModeScenario && c.Mode != ModeScript && c.Mode != ModeRate:
-		return fmt.Errorf("-mode %q: want %s, %s or %s", c.Mode, ModeScenario, ModeScript, ModeRate)
-	case c.Mode == ModeRate && !(c.Rate > 0 && c.Rate <= 1e6):
-		return fmt.Errorf("-rate %v: want a rate in (0, 1e6]", c.Rate)
-	case c.Concurrency < 1 || c.Concurrency > 100000:
-		return fmt.Errorf("-concurrency %d: want 1..100000", c.Concurrency)
-	case c.Mode == ModeRate && (c.MaxConcurrency < c.Concurrency || c.MaxConcurrency > 100000):
-		return fmt.Errorf("-max-concurrency %d: want -concurrency (%d) .. 100000", c.MaxConcurrency, c.Concurrency)
-	case c.Duration < 0:
-		return errors.New("-duration must not be negative")
-	case c.IDs < 1:
-		return fmt.Errorf("-ids %d: want at least 1", c.IDs)
-	case c.Think < 0:
-		return errors.New("-think must not be negative")
-	case !(c.MaxErrorRatio >= 0 && c.MaxErrorRatio <= 1):
-		return fmt.Errorf("-max-error-ratio %v: want 0..1", c.MaxErrorRatio)
-	case c.Output != "text" && c.Output != "json":
-		return fmt.Errorf("-output %q: want text or json", c.Output)
-	case c.ReadyTimeout < 0:
-		return errors.New("-ready-timeout must not be negative")
-	case c.Timeout <= 0:
-		return errors.New("-timeout must be positive")
+	if c.Mode != ModeScenario && c.Mode != ModeScript && c.Mode != ModeRate {
+		bad("-mode %q: want %s, %s or %s", c.Mode, ModeScenario, ModeScript, ModeRate)
 	}
-	return nil
+	if c.Mode == ModeRate && !(c.Rate > 0 && c.Rate <= 1e6) {
+		bad("-rate %v: want a rate in (0, 1e6]", c.Rate)
+	}
+	if c.Concurrency < 1 || c.Concurrency > 100000 {
+		bad("-concurrency %d: want 1..100000", c.Concurrency)
+	}
+	if c.Mode == ModeRate && (c.MaxConcurrency < c.Concurrency || c.MaxConcurrency > 100000) {
+		bad("-max-concurrency %d: want -concurrency (%d) .. 100000", c.MaxConcurrency, c.Concurrency)
+	}
+	if c.Duration < 0 {
+		bad("-duration %v: must not be negative", c.Duration)
+	}
+	if c.IDs < 1 {
+		bad("-ids %d: want at least 1", c.IDs)
+	}
+	if c.Think < 0 {
+		bad("-think %v: must not be negative", c.Think)
+	}
+	if !(c.MaxErrorRatio >= 0 && c.MaxErrorRatio <= 1) {
+		bad("-max-error-ratio %v: want 0..1", c.MaxErrorRatio)
+	}
+	if c.Output != "text" && c.Output != "json" {
+		bad("-output %q: want text or json", c.Output)
+	}
+	if c.ReadyTimeout < 0 {
+		bad("-ready-timeout %v: must not be negative", c.ReadyTimeout)
+	}
+	if c.Timeout <= 0 {
+		bad("-timeout %v: must be positive", c.Timeout)
+	}
+	return errors.Join(errs...)
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sre-instrumentation/storage-api/internal/cli"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -58,6 +60,12 @@ func TestParseConfig(t *testing.T) {
 					t.Errorf("metrics address %q", c.MetricsAddress)
 				}
 			}},
+		{name: "trailing slashes trimmed", args: []string{"-target", "https://api.example//"},
+			check: func(t *testing.T, c Config) {
+				if c.Target != "https://api.example" {
+					t.Errorf("target %q", c.Target)
+				}
+			}},
 		{name: "bad mode", args: []string{"-mode", "soak"}, wantErr: "-mode"},
 		{name: "zero rate in rate mode", args: []string{"-mode", "rate", "-rate", "0"}, wantErr: "-rate"},
 		{name: "zero rate ignored in scenario mode", args: []string{"-rate", "0"}},
@@ -82,6 +90,9 @@ func TestParseConfig(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want one mentioning %q", err, tt.wantErr)
 				}
+				if u := (*cli.UsageError)(nil); !errors.As(err, &u) {
+					t.Errorf("err = %#v, not a cli.UsageError (loadgen would exit 1, not 2)", err)
+				}
 				return
 			}
 			if err != nil {
@@ -91,6 +102,31 @@ func TestParseConfig(t *testing.T) {
 				tt.check(t, c)
 			}
 		})
+	}
+}
+
+// Validate reports every problem at once and changes nothing (normalising is ParseConfig's).
+func TestValidate(t *testing.T) {
+	c := defaultConfig()
+	c.Target, c.Mode, c.Rate, c.Concurrency, c.IDs, c.Output, c.Timeout = "ftp://x/", ModeRate, -1, 0, 0, "yaml", 0
+	before := c
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("Validate accepted every bad value")
+	}
+	for _, want := range []string{"-target", "-rate", "-concurrency", "-ids", "-output", "-timeout"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %s", err, want)
+		}
+	}
+	if c.Target != before.Target || c.Mode != before.Mode || c.Rate != before.Rate {
+		t.Errorf("Validate changed the config: %+v, was %+v", c, before)
+	}
+
+	good := defaultConfig()
+	good.Target = "http://api:5000/"
+	if err := good.Validate(); err != nil || good.Target != "http://api:5000/" {
+		t.Errorf("Validate(%q) = %v and left target %q; want nil, unchanged", "http://api:5000/", err, good.Target)
 	}
 }
 

@@ -2,8 +2,6 @@ package loadgen
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,52 +13,6 @@ import (
 
 	"github.com/sre-instrumentation/storage-api/internal/tracing"
 )
-
-// Exit codes of Main.
-const (
-	ExitOK             = 0 // finished or stopped by a signal, error ratio within the limit
-	ExitFailed         = 1 // error ratio above -max-error-ratio, or the run could not start
-	ExitBadUsage       = 2 // invalid flags or environment
-	ExitRateNotReached = 3 // rate mode: some scheduled requests were late or dropped
-)
-
-// Main parses the configuration, runs, prints the summary to stdout and
-// returns the exit code. ctx is cancelled by SIGTERM/SIGINT.
-func Main(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	cfg, err := ParseConfig(args, getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return ExitOK
-	}
-	if err != nil {
-		fmt.Fprintln(stderr, "loadgen:", err)
-		return ExitBadUsage
-	}
-	sum, err := Run(ctx, cfg, stderr)
-	if err != nil {
-		fmt.Fprintln(stderr, "loadgen:", err)
-		return ExitFailed
-	}
-	if cfg.Output == "json" {
-		err = sum.WriteJSON(stdout)
-	} else {
-		err = sum.WriteText(stdout)
-	}
-	if err != nil {
-		fmt.Fprintln(stderr, "loadgen: writing summary:", err)
-		return ExitFailed
-	}
-	if !sum.Passed() {
-		fmt.Fprintf(stderr, "loadgen: error ratio %.4f exceeds -max-error-ratio %.4f\n", sum.ErrorRatio, sum.MaxErrorRatio)
-		return ExitFailed
-	}
-	if sum.Mode == ModeRate && !sum.RateDelivered {
-		fmt.Fprintf(stderr, "loadgen: WARNING: the asked rate of %g req/s was not delivered: of %d scheduled requests %d were late "+
-			"(all %d workers busy) and %d dropped; raise -max-concurrency or lower -rate\n",
-			sum.TargetRate, sum.Scheduled, sum.Late, cfg.MaxConcurrency, sum.Dropped)
-		return ExitRateNotReached
-	}
-	return ExitOK
-}
 
 // Run waits for the target, sends traffic until cfg.Duration has passed or
 // ctx is done, lets the requests in flight finish, and returns the summary.

@@ -170,29 +170,27 @@ func TestRateModeAccounting(t *testing.T) {
 	}
 }
 
-// TestErrorRatioExit has the server answer 503 to every 4th request.
-func TestErrorRatioExit(t *testing.T) {
+// TestErrorRatio has the server answer 503 to every 4th request: the summary counts
+// each 503 as an error and passes or fails the run by -max-error-ratio (cmd/loadgen
+// turns a failed run into exit status 1).
+func TestErrorRatio(t *testing.T) {
 	tests := []struct {
-		maxRatio string
-		wantCode int
+		maxRatio   string
+		wantPassed bool
 	}{
-		{"0.1", ExitFailed},
-		{"0.5", ExitOK},
+		{"0.1", false},
+		{"0.5", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.maxRatio, func(t *testing.T) {
 			api := &apitest.Server{FailEvery: 4}
-			var stdout, stderr bytes.Buffer
-			code := Main(t.Context(), []string{
-				"-target", startAPI(t, api), "-metrics-address", "", "-mode", "rate", "-rate", "200",
-				"-duration", "500ms", "-max-error-ratio", tt.maxRatio, "-output", "json",
-			}, func(string) string { return "" }, &stdout, &stderr)
-			if code != tt.wantCode {
-				t.Fatalf("exit code %d, want %d; stderr:\n%s", code, tt.wantCode, stderr.String())
+			cfg := testConfig(t, startAPI(t, api), "-mode", "rate", "-rate", "200", "-duration", "500ms", "-max-error-ratio", tt.maxRatio)
+			sum, err := Run(t.Context(), cfg, io.Discard)
+			if err != nil {
+				t.Fatal(err)
 			}
-			var sum Summary
-			if err := json.Unmarshal(stdout.Bytes(), &sum); err != nil {
-				t.Fatalf("summary %q: %v", stdout.String(), err)
+			if sum.Passed() != tt.wantPassed {
+				t.Errorf("Passed() = %v with error ratio %.3f and limit %s", sum.Passed(), sum.ErrorRatio, tt.maxRatio)
 			}
 			var served503 int64
 			for _, byStatus := range api.Counts() {
@@ -229,24 +227,26 @@ func TestTransportErrors(t *testing.T) {
 }
 
 // TestStopByContext stands in for SIGTERM: cancelling the context stops an
-// unbounded run, the summary is printed and the exit code is 0.
+// unbounded run, and the summary counts every request the server saw.
 func TestStopByContext(t *testing.T) {
 	for _, mode := range []string{ModeScenario, ModeRate} {
 		t.Run(mode, func(t *testing.T) {
 			api := &apitest.Server{}
-			ctx, cancel := context.WithTimeout(t.Context(), 700*time.Millisecond)
+			cfg := testConfig(t, startAPI(t, api), "-metrics-address", "127.0.0.1:0", "-mode", mode,
+				"-think", "10ms", "-rate", "100", "-duration", "0")
+			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
-			var stdout, stderr bytes.Buffer
-			code := Main(ctx, []string{
-				"-target", startAPI(t, api), "-metrics-address", "127.0.0.1:0", "-mode", mode,
-				"-think", "10ms", "-rate", "100", "-duration", "0", "-output", "json",
-			}, func(string) string { return "" }, &stdout, &stderr)
-			if code != ExitOK {
-				t.Fatalf("exit code %d; stderr:\n%s", code, stderr.String())
-			}
-			var sum Summary
-			if err := json.Unmarshal(stdout.Bytes(), &sum); err != nil {
-				t.Fatalf("summary %q: %v", stdout.String(), err)
+			// Cancel once traffic flows (a bounded wait), so the summary has requests.
+			go func() {
+				deadline := time.Now().Add(10 * time.Second)
+				for sumCounts(api.Counts()) == 0 && time.Now().Before(deadline) {
+					time.Sleep(10 * time.Millisecond)
+				}
+				cancel()
+			}()
+			sum, err := Run(ctx, cfg, io.Discard)
+			if err != nil {
+				t.Fatal(err)
 			}
 			if sum.StoppedBy != "signal" || sum.Requests == 0 || sum.Requests != sumCounts(api.Counts()) {
 				t.Errorf("stopped by %q, requests %d, server saw %d", sum.StoppedBy, sum.Requests, sumCounts(api.Counts()))
@@ -258,11 +258,14 @@ func TestStopByContext(t *testing.T) {
 // TestJSONShape pins the field names other tools read.
 func TestJSONShape(t *testing.T) {
 	api := &apitest.Server{}
+	cfg := testConfig(t, startAPI(t, api), "-mode", "rate", "-rate", "100", "-duration", "300ms")
+	sum, err := Run(t.Context(), cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var stdout bytes.Buffer
-	code := Main(t.Context(), []string{"-target", startAPI(t, api), "-metrics-address", "", "-mode", "rate",
-		"-rate", "100", "-duration", "300ms", "-output", "json"}, func(string) string { return "" }, &stdout, io.Discard)
-	if code != ExitOK {
-		t.Fatalf("exit code %d", code)
+	if err := sum.WriteJSON(&stdout); err != nil {
+		t.Fatal(err)
 	}
 	var got map[string]any
 	if err := json.Unmarshal(stdout.Bytes(), &got); err != nil {
@@ -309,7 +312,7 @@ func TestTextSummary(t *testing.T) {
 }
 
 // TestWaitReady checks the /readyz wait: it rides out a few 503s and gives
-// up after -ready-timeout with exit code 1.
+// up after -ready-timeout with an error (exit status 1 in cmd/loadgen).
 func TestWaitReady(t *testing.T) {
 	api := &apitest.Server{NotReady: 2}
 	cfg := testConfig(t, startAPI(t, api), "-duration", "100ms", "-think", "0")
@@ -318,23 +321,11 @@ func TestWaitReady(t *testing.T) {
 	}
 
 	never := &apitest.Server{NotReady: math.MaxInt}
-	var stderr bytes.Buffer
-	code := Main(t.Context(), []string{"-target", startAPI(t, never), "-metrics-address", "", "-ready-timeout", "400ms"},
-		func(string) string { return "" }, io.Discard, &stderr)
-	if code != ExitFailed || !strings.Contains(stderr.String(), "not ready") {
-		t.Errorf("exit code %d, stderr:\n%s", code, stderr.String())
+	cfg = testConfig(t, startAPI(t, never), "-ready-timeout", "400ms")
+	if _, err := Run(t.Context(), cfg, io.Discard); err == nil || !strings.Contains(err.Error(), "not ready") {
+		t.Errorf("Run against a target never ready = %v; want a \"not ready\" error", err)
 	}
 	if len(never.Counts()) != 0 {
 		t.Errorf("traffic sent to a target that never became ready: %v", never.Counts())
-	}
-}
-
-func TestBadFlagsExit2(t *testing.T) {
-	var stderr bytes.Buffer
-	if code := Main(t.Context(), []string{"-mix", "post=1"}, func(string) string { return "" }, io.Discard, &stderr); code != ExitBadUsage {
-		t.Errorf("exit code %d, want %d", code, ExitBadUsage)
-	}
-	if code := Main(t.Context(), []string{"-h"}, func(string) string { return "" }, io.Discard, &stderr); code != ExitOK {
-		t.Errorf("-h exit code %d, want 0", code)
 	}
 }

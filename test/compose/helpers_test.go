@@ -173,7 +173,7 @@ func helpOutput(t testing.TB, bin string) (string, map[string]bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	out, _ := exec.CommandContext(ctx, bin, "-h").CombinedOutput() // -h may exit 0 or 2
+	out, _ := exec.CommandContext(ctx, bin, "-h").CombinedOutput() // both binaries exit 0 on -h (internal/cli)
 	flags := map[string]bool{}
 	for _, m := range flagLine.FindAllStringSubmatch(string(out), -1) {
 		flags[m[1]] = true
