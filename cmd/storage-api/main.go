@@ -211,9 +211,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	shuttingDown.Store(true)
 	log.Info("shutting down: readiness now fails", "delay", cfg.ShutdownDelay.String(), "timeout", cfg.ShutdownTimeout.String())
-	if cfg.ShutdownDelay > 0 {
-		time.Sleep(cfg.ShutdownDelay)
-	}
+	waitShutdownDelay(ctx, cfg.ShutdownDelay)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	err = srv.Shutdown(shutdownCtx)
@@ -239,6 +237,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Info("shutdown complete")
 	}
 	return err
+}
+
+// delayEndKey is the context key of a <-chan struct{} whose closing ends -shutdown-delay
+// early. Only in-process tests set it on run's context: they probe the server during the
+// delay for as long as they need, then end it and observe the listener close, instead of
+// racing a clock.
+type delayEndKey struct{}
+
+// waitShutdownDelay waits out d, or until the channel under delayEndKey in ctx closes.
+func waitShutdownDelay(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	end, _ := ctx.Value(delayEndKey{}).(<-chan struct{}) // nil, never ready, without one
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-end:
+	}
 }
 
 // debugHandler serves net/http/pprof on a mux of its own (its init also registers on

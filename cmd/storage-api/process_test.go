@@ -121,12 +121,14 @@ type proc struct {
 	t      *testing.T
 	cmd    *exec.Cmd
 	cancel context.CancelFunc // in-process: what a SIGINT or SIGTERM does
-	addr   string             // host:port it listens on
-	url    string             // http://addr
-	stdout *logLines
-	stderr *testkit.SyncBuffer
-	exited chan struct{}
-	err    error // cmd.Wait's result, set before exited is closed
+	// endDelay, in-process, ends -shutdown-delay now (delayEndKey); safe to call twice.
+	endDelay func()
+	addr     string // host:port it listens on
+	url      string // http://addr
+	stdout   *logLines
+	stderr   *testkit.SyncBuffer
+	exited   chan struct{}
+	err      error // cmd.Wait's result, set before exited is closed
 }
 
 // startProc starts the binary with args and the given environment only (so the
@@ -210,6 +212,16 @@ func (p *proc) signal(sig os.Signal) {
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		p.t.Fatalf("signal %v: %v", sig, err)
 	}
+}
+
+// endShutdownDelay ends the -shutdown-delay of an in-process storage-api now, so a test
+// decides when the listener closes instead of racing the delay's clock.
+func (p *proc) endShutdownDelay() {
+	p.t.Helper()
+	if p.endDelay == nil {
+		p.t.Fatal("only an in-process storage-api's shutdown delay can be ended early")
+	}
+	p.endDelay()
 }
 
 // wait waits at most d for the process to exit and returns its exit code; a process

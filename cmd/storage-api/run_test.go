@@ -7,7 +7,9 @@ package main
 
 import (
 	"context"
+	"net/http"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -45,13 +47,16 @@ func runInProcess(t *testing.T, timeout time.Duration, env []string, args ...str
 // ends or p.signal cancels its context, and p.wait returns main's exit code.
 func startInProcess(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	delayEnd := make(chan struct{})
+	var once sync.Once
+	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), delayEndKey{}, (<-chan struct{})(delayEnd)))
 	p := &proc{
-		t:      t,
-		cancel: cancel,
-		stdout: &logLines{addr: make(chan string, 1)},
-		stderr: &testkit.SyncBuffer{},
-		exited: make(chan struct{}),
+		t:        t,
+		cancel:   cancel,
+		endDelay: func() { once.Do(func() { close(delayEnd) }) },
+		stdout:   &logLines{addr: make(chan string, 1)},
+		stderr:   &testkit.SyncBuffer{},
+		exited:   make(chan struct{}),
 	}
 	go func() {
 		p.err = run(ctx, args, getenvFrom(env), p.stdout, p.stderr)
@@ -59,6 +64,7 @@ func startInProcess(t *testing.T, env []string, args ...string) *proc {
 	}()
 	t.Cleanup(func() {
 		cancel()
+		p.endDelay()
 		select {
 		case <-p.exited:
 		case <-time.After(30 * time.Second):
@@ -80,16 +86,40 @@ func startInProcess(t *testing.T, env []string, args ...string) *proc {
 	return p
 }
 
-// TestReadinessInProcess: /readyz is 200 while serving; once shutdown begins (the context
-// run's signal handling cancels) it turns 503 during -shutdown-delay while the listener
-// still accepts and /healthz and the API still answer; then run returns cleanly.
-func TestReadinessInProcess(t *testing.T) {
-	p := startInProcess(t, nil, "-listen-address", "127.0.0.1:0", "-storage", "memory", "-access-log=false", "-shutdown-delay", "3s")
+// TestShutdownSequence checks the order of a graceful shutdown by events, not by the clock:
+// once shutdown begins (the context run's signal handling cancels), /readyz turns 503 while
+// the listener still accepts and /healthz and the API still answer on new connections, for as
+// long as -shutdown-delay lasts (here: until the test ends it); only then does the listener
+// close, while a request that was in flight throughout still completes; then run returns
+// cleanly. The delay is set far longer than the test and every wait is a failure deadline.
+func TestShutdownSequence(t *testing.T) {
+	// -min-transfer-rate 0: the in-flight request's body pauses on purpose.
+	p := startInProcess(t, nil, "-listen-address", "127.0.0.1:0", "-storage", "memory", "-access-log=false",
+		"-shutdown-delay", heldDelay.String(), "-min-transfer-rate", "0")
 	if status, _, body, err := do(newClient(1), "GET", p.url+"/readyz", nil, nil); err != nil || status != 200 {
 		t.Fatalf("/readyz while serving: %d %s, %v; want 200", status, body, err)
 	}
+	inFlight := startPausedPut(t, p.url+"/api/buckets/in-flight")
+
 	p.signal(syscall.SIGTERM)
-	checkShutdownDelay(t, p.url)
+	probeDuringDelay(t, p.url)
+	select {
+	case <-p.exited:
+		t.Fatalf("run returned during the shutdown delay: %v", p.err)
+	default:
+	}
+
+	p.endShutdownDelay()
+	waitListenerClosed(t, p.addr)
+	// The listener is closed and the request is still in flight: run must wait for it.
+	select {
+	case <-p.exited:
+		t.Fatalf("run returned with a request in flight: %v", p.err)
+	default:
+	}
+	if status, err := inFlight.finish(); err != nil || status != http.StatusCreated {
+		t.Errorf("PUT in flight across the listener's close: %d, %v; want 201", status, err)
+	}
 	if code := p.wait(30 * time.Second); code != 0 {
 		t.Errorf("exit code %d after shutdown, want 0\nstderr:\n%s", code, p.stderr)
 	}

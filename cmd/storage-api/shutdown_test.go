@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,29 +55,34 @@ import (
 func TestGracefulShutdown(t *testing.T) {
 	tests := []struct {
 		name  string
-		delay time.Duration // -shutdown-delay
+		start func(t *testing.T, args ...string) *proc
+		delay bool // -shutdown-delay held until the test has seen the server serve through it
 	}{
-		{"no delay", 0},
-		// The probes below must run inside the delay: three requests on fresh connections,
-		// which take milliseconds, but a loaded 2-core machine can stall a process for a
-		// second. 3s leaves that margin while keeping the test short.
-		{"shutdown delay", 3 * time.Second},
+		// The binary, stopped by a real SIGTERM.
+		{"no delay", func(t *testing.T, args ...string) *proc { return startProc(t, nil, args...) }, false},
+		// In process, where the test ends the delay (delayEndKey) once it has seen what it
+		// must, instead of racing a clock.
+		{"shutdown delay", func(t *testing.T, args ...string) *proc { return startInProcess(t, nil, args...) }, true},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) { testGracefulShutdown(t, tt.delay) })
+		t.Run(tt.name, func(t *testing.T) { testGracefulShutdown(t, tt.start, tt.delay) })
 	}
 }
 
-func testGracefulShutdown(t *testing.T, delay time.Duration) {
+func testGracefulShutdown(t *testing.T, startServer func(t *testing.T, args ...string) *proc, delay bool) {
 	const (
 		workers         = 6
 		shutdownTimeout = 10 * time.Second
 		seedObjects     = 20
 	)
 	dir := t.TempDir()
-	p := startProc(t, nil, "-listen-address", "127.0.0.1:0", "-storage", "bolt", "-data-dir", dir,
+	shutdownDelay := time.Duration(0)
+	if delay {
+		shutdownDelay = heldDelay
+	}
+	p := startServer(t, "-listen-address", "127.0.0.1:0", "-storage", "bolt", "-data-dir", dir,
 		"-fault-latency", "300ms", "-fault-latency-ratio", "0.2",
-		"-shutdown-timeout", shutdownTimeout.String(), "-shutdown-delay", delay.String())
+		"-shutdown-timeout", shutdownTimeout.String(), "-shutdown-delay", shutdownDelay.String())
 	client := newClient(workers)
 	objURL := func(id string) string { return p.url + "/api/buckets/" + id }
 
@@ -172,11 +178,17 @@ func testGracefulShutdown(t *testing.T, delay time.Duration) {
 	sigAt.Store(time.Now().UnixNano())
 	p.signal(syscall.SIGTERM)
 
-	if delay > 0 {
-		checkShutdownDelay(t, p.url)
+	if delay {
+		probeDuringDelay(t, p.url)
+		// The delay keeps serving the workers too: hold it (bounded) until one of their
+		// requests sent after SIGTERM was answered, then let the listener close.
+		for deadline := time.Now().Add(30 * time.Second); afterSig.Load() == 0 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		p.endShutdownDelay()
 	}
 
-	if code := p.wait(delay + shutdownTimeout + 10*time.Second); code != 0 {
+	if code := p.wait(shutdownTimeout + 30*time.Second); code != 0 {
 		t.Errorf("exit code %d after SIGTERM, want 0\nstderr:\n%s", code, p.stderr)
 	}
 	stop.Store(true)
@@ -189,7 +201,7 @@ func testGracefulShutdown(t *testing.T, delay time.Duration) {
 	if spanSignal.Load() == 0 {
 		t.Error("no request was in flight at SIGTERM: the drain was not exercised")
 	}
-	if delay > 0 && afterSig.Load() == 0 {
+	if delay && afterSig.Load() == 0 {
 		t.Error("no request sent after SIGTERM was answered, though -shutdown-delay keeps serving")
 	}
 
@@ -252,13 +264,17 @@ func closedBeforeAccept(err error) bool {
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
-// checkShutdownDelay runs during -shutdown-delay: /readyz must turn 503 while the
-// listener still accepts, and a request on a new connection must still succeed.
-func checkShutdownDelay(t *testing.T, url string) {
+// heldDelay is the -shutdown-delay of in-process tests that end the delay themselves
+// (proc.endShutdownDelay): far longer than any test, so it is only ever a failure deadline.
+const heldDelay = 10 * time.Minute
+
+// probeDuringDelay runs during -shutdown-delay: /readyz must turn 503 while the listener
+// still accepts, and /healthz and a PUT on new connections must still succeed.
+func probeDuringDelay(t *testing.T, url string) {
 	t.Helper()
 	// A new connection per request: the point is that the listener is still open.
 	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second) // a failure deadline: 503 comes at once
 	for {
 		status, _, _, err := do(fresh, http.MethodGet, url+"/readyz", nil, nil)
 		if err != nil {
@@ -268,7 +284,7 @@ func checkShutdownDelay(t *testing.T, url string) {
 			break
 		}
 		if status != http.StatusOK || time.Now().After(deadline) {
-			t.Fatalf("/readyz answered %d after SIGTERM; want 503 within 5s", status)
+			t.Fatalf("/readyz answered %d after SIGTERM; want 503", status)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -278,5 +294,97 @@ func checkShutdownDelay(t *testing.T, url string) {
 	status, _, _, err := do(fresh, http.MethodPut, url+"/api/buckets/during-delay", []byte("still serving"), nil)
 	if err != nil || status != http.StatusCreated {
 		t.Errorf("PUT on a new connection during the shutdown delay: %d, %v; want 201", status, err)
+	}
+}
+
+// waitListenerClosed waits until a dial to addr is refused, or reset as the listener closes
+// with it in the backlog: the listener has closed.
+func waitListenerClosed(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second) // a failure deadline
+	for {
+		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) {
+			return
+		}
+		if err != nil {
+			t.Fatalf("dial %s while waiting for the listener to close: %v", addr, err)
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("the listener on %s still accepts 30s after the shutdown delay ended", addr)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// pausedPut is a PUT whose body is held half-sent: in flight at the server until finish.
+type pausedPut struct {
+	body *io.PipeWriter
+	rest []byte
+	done chan pausedResult
+}
+
+type pausedResult struct {
+	status int
+	err    error
+}
+
+// startPausedPut sends a PUT's headers and the first KiB of its body, and returns once the
+// server counts it in http_requests_in_flight (its handler is reading the body).
+func startPausedPut(t *testing.T, url string) *pausedPut {
+	t.Helper()
+	data := bytes.Repeat([]byte("f"), 64<<10)
+	r, w := io.Pipe()
+	req, err := http.NewRequest(http.MethodPut, url, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = int64(len(data))
+	p := &pausedPut{body: w, rest: data[1<<10:], done: make(chan pausedResult, 1)}
+	client := &http.Client{Transport: &http.Transport{}, Timeout: 2 * time.Minute}
+	go func() {
+		resp, err := client.Do(req)
+		if err != nil {
+			p.done <- pausedResult{err: err}
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		p.done <- pausedResult{status: resp.StatusCode}
+	}()
+	t.Cleanup(func() { w.CloseWithError(errors.New("test over")) })
+	if _, err := w.Write(data[:1<<10]); err != nil {
+		t.Fatalf("PUT's first KiB: %v", err)
+	}
+	base := strings.TrimSuffix(url, req.URL.Path)
+	inFlight := regexp.MustCompile(`(?m)^http_requests_in_flight (\d+)$`)
+	deadline := time.Now().Add(30 * time.Second) // a failure deadline
+	for {
+		// The scrape counts itself: 2 means the PUT's handler runs too.
+		_, _, metrics, err := do(newClient(1), http.MethodGet, base+"/metrics", nil, nil)
+		if m := inFlight.FindSubmatch(metrics); err == nil && m != nil {
+			if n, _ := strconv.Atoi(string(m[1])); n >= 2 {
+				return p
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the PUT never showed in http_requests_in_flight (last scrape: %v)", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// finish sends the rest of the body and returns the PUT's status.
+func (p *pausedPut) finish() (int, error) {
+	if _, err := p.body.Write(p.rest); err != nil {
+		return 0, fmt.Errorf("the rest of the body: %w", err)
+	}
+	p.body.Close()
+	select {
+	case r := <-p.done:
+		return r.status, r.err
+	case <-time.After(time.Minute): // a failure deadline
+		return 0, errors.New("no answer within a minute of the body's end")
 	}
 }
