@@ -37,6 +37,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -147,16 +148,9 @@ func processCPU(b *testing.B) int64 {
 // under test really recorded something).
 func requireSeries(b *testing.B, reg *prometheus.Registry, name string) {
 	b.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		b.Fatal(err)
+	if n, err := testutil.GatherAndCount(reg, name); err != nil || n == 0 {
+		b.Fatalf("no %s series recorded (%v)", name, err)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
-			return
-		}
-	}
-	b.Fatalf("no %s series recorded", name)
 }
 
 // benchStatuses are the codes our routes create at zero for the bucket path.
