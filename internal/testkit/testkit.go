@@ -191,7 +191,13 @@ func (p *Proc) Stop() error {
 // non-nil p that exits first fails the test at once, with its output.
 func WaitHTTP(t testing.TB, url string, want int, within time.Duration, p *Proc) {
 	t.Helper()
-	c := &http.Client{Timeout: time.Second}
+	WaitHTTPWith(t, &http.Client{Timeout: time.Second}, nil, url, want, within, p)
+}
+
+// WaitHTTPWith is WaitHTTP through client (TLS settings, its own timeout) with header on
+// every request (a bearer token).
+func WaitHTTPWith(t testing.TB, client *http.Client, header http.Header, url string, want int, within time.Duration, p *Proc) {
+	t.Helper()
 	deadline := time.Now().Add(within)
 	var last string
 	for time.Now().Before(deadline) {
@@ -202,7 +208,14 @@ func WaitHTTP(t testing.TB, url string, want int, within time.Duration, p *Proc)
 			default:
 			}
 		}
-		resp, err := c.Get(url)
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range header {
+			req.Header[k] = v
+		}
+		resp, err := client.Do(req)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == want {

@@ -2,6 +2,8 @@ package testkit
 
 import (
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -104,4 +106,18 @@ func TestStartStop(t *testing.T) {
 	if err := p.Stop(); err != nil {
 		t.Fatalf("second Stop: %v", err)
 	}
+}
+
+// TestWaitHTTPWith: the client and the header reach the server. The TLS server is ready
+// only to a request with the token, so without either the wait could never succeed.
+func TestWaitHTTPWith(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer t0ken" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	WaitHTTPWith(t, srv.Client(), http.Header{"Authorization": {"Bearer t0ken"}}, srv.URL+"/readyz", http.StatusNoContent, 20*time.Second, nil)
 }

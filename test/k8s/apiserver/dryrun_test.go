@@ -21,116 +21,25 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sre-instrumentation/storage-api/internal/testkit"
 )
-
-var (
-	repoRoot = func() string {
-		_, file, _, _ := runtime.Caller(0)
-		return filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..", ".."))
-	}()
-	bin      = filepath.Join(repoRoot, ".tools", "bin")
-	crdDir   = filepath.Join(repoRoot, ".tools", "k8s-crds")
-	chartDir = filepath.Join(repoRoot, "deploy", "helm", "storage-api")
-)
-
-// need returns the path of a built tool, failing (skipping only with -short) when it is missing.
-func need(t *testing.T, path string) string {
-	t.Helper()
-	if _, err := os.Stat(path); err != nil {
-		if testing.Short() {
-			t.Skipf("%s missing (-short); run test/k8s/apiserver/install.sh", path)
-		}
-		t.Fatalf("%s missing: run test/k8s/apiserver/install.sh (and tools/install.sh helm)", path)
-	}
-	return path
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// start runs a long-lived process for the test's duration, its output in a log file shown on failure.
-// The returned channel closes when the process exits.
-func start(t *testing.T, dir, name string, args ...string) <-chan struct{} {
-	t.Helper()
-	logPath := filepath.Join(dir, name+".log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-		logf.Close()
-		if t.Failed() {
-			if b, err := os.ReadFile(logPath); err == nil {
-				t.Logf("%s log (last 3000 bytes):\n%s", name, tail(b, 3000))
-			}
-		}
-	})
-	return exited
-}
-
-func tail(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[len(b)-n:]
-	}
-	return b
-}
 
 type cluster struct {
+	root                             string // the repository
 	url, token, kubeconfig, helmHome string
 	client                           *http.Client
+	helmBin, crdDir                  string
 }
 
-// waitOK polls url until it answers 200, for at most d, failing at once if the server exited.
-func (c *cluster) waitOK(t *testing.T, url string, exited <-chan struct{}, d time.Duration) {
+// apiReady waits until kube-apiserver's /readyz answers 200 with the admin token, failing at
+// once if the server exited.
+func (c *cluster) apiReady(t *testing.T, p *testkit.Proc, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		req, _ := http.NewRequest(http.MethodGet, url, nil)
-		if c.token != "" {
-			req.Header.Set("Authorization", "Bearer "+c.token)
-		}
-		resp, err := c.client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		select {
-		case <-exited:
-			t.Fatalf("the server behind %s exited", url)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready after %s (last error %v)", url, d, err)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	testkit.WaitHTTPWith(t, c.client, http.Header{"Authorization": {"Bearer " + c.token}}, c.url+"/readyz", http.StatusOK, within, p)
 }
 
 // do sends one API request and decodes the JSON answer into out (when not nil).
@@ -169,11 +78,19 @@ func (c *cluster) do(method, path string, body any, out any) (int, http.Header, 
 	return resp.StatusCode, resp.Header, nil
 }
 
+// tail is the last n bytes of b: where an answer's error usually is.
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
 func (c *cluster) helm(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(bin, "helm"), args...)
+	cmd := exec.CommandContext(ctx, c.helmBin, args...)
 	cmd.Env = append(os.Environ(),
 		"KUBECONFIG="+c.kubeconfig,
 		"HELM_CACHE_HOME="+filepath.Join(c.helmHome, "cache"),
@@ -190,28 +107,31 @@ func (c *cluster) helm(t *testing.T, args ...string) (string, error) {
 // startCluster runs etcd and kube-apiserver on free 127.0.0.1 ports with a static admin token.
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
-	etcd := need(t, filepath.Join(bin, "etcd"))
-	apiserver := need(t, filepath.Join(bin, "kube-apiserver"))
-	need(t, filepath.Join(bin, "helm"))
-	need(t, filepath.Join(crdDir, "monitoring.coreos.com_servicemonitors.yaml"))
+	root := testkit.RepoRoot(t)
+	const hint = "run test/k8s/apiserver/install.sh"
+	etcd := testkit.Require(t, filepath.Join(root, ".tools", "bin", "etcd"), hint)
+	apiserver := testkit.Require(t, filepath.Join(root, ".tools", "bin", "kube-apiserver"), hint)
+	crdDir := filepath.Join(root, ".tools", "k8s-crds")
+	testkit.Require(t, filepath.Join(crdDir, "monitoring.coreos.com_servicemonitors.yaml"), hint)
 
 	dir := t.TempDir()
-	clientPort, peerPort, apiPort := freePort(t), freePort(t), freePort(t)
-	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", clientPort)
-	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
-	etcdExited := start(t, dir, "etcd", etcd,
+	etcdURL, peerURL, apiAddr := "http://"+testkit.FreeAddr(t), "http://"+testkit.FreeAddr(t), testkit.FreeAddr(t)
+	etcdProc := testkit.Start(t, exec.Command(etcd,
 		"--name", "default", "--data-dir", filepath.Join(dir, "etcd"),
 		"--listen-client-urls", etcdURL, "--advertise-client-urls", etcdURL,
 		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
-		"--initial-cluster", "default="+peerURL, "--log-level", "warn")
+		"--initial-cluster", "default="+peerURL, "--log-level", "warn"))
 
 	c := &cluster{
-		url:      fmt.Sprintf("https://127.0.0.1:%d", apiPort),
+		root:     root,
+		url:      "https://" + apiAddr,
 		helmHome: filepath.Join(dir, "helm"),
+		helmBin:  testkit.Tool(t, "helm"),
+		crdDir:   crdDir,
 		// The apiserver's certificate is self-signed for this run; only 127.0.0.1 is ever contacted.
 		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}},
 	}
-	c.waitOK(t, etcdURL+"/health", etcdExited, 60*time.Second)
+	testkit.WaitHTTP(t, etcdURL+"/health", http.StatusOK, 60*time.Second, etcdProc)
 
 	tok := make([]byte, 16)
 	rand.Read(tok)
@@ -230,18 +150,22 @@ func startCluster(t *testing.T) *cluster {
 	writeFile(t, saKey, string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})))
 	writeFile(t, saPub, string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub})))
 
-	apiExited := start(t, dir, "kube-apiserver", apiserver,
+	_, apiPort, err := net.SplitHostPort(apiAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiProc := testkit.Start(t, exec.Command(apiserver,
 		"--etcd-servers", etcdURL,
 		"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
-		"--secure-port", fmt.Sprint(apiPort), "--cert-dir", filepath.Join(dir, "certs"),
+		"--secure-port", apiPort, "--cert-dir", filepath.Join(dir, "certs"),
 		"--token-auth-file", tokens, "--authorization-mode", "RBAC",
 		"--service-account-issuer", "https://kubernetes.default.svc",
 		"--service-account-key-file", saPub, "--service-account-signing-key-file", saKey,
 		"--service-cluster-ip-range", "10.96.0.0/16",
 		// Loopback cannot be advertised through the kubernetes Service's endpoints; nothing needs them here.
 		"--endpoint-reconciler-type", "none",
-		"--enable-priority-and-fairness=false")
-	c.waitOK(t, c.url+"/readyz", apiExited, 120*time.Second)
+		"--enable-priority-and-fairness=false"))
+	c.apiReady(t, apiProc, 120*time.Second)
 
 	c.kubeconfig = filepath.Join(dir, "kubeconfig")
 	writeFile(t, c.kubeconfig, fmt.Sprintf(`apiVersion: v1
@@ -276,7 +200,7 @@ func (c *cluster) installCRDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeFile(t, filepath.Join(dir, "Chart.yaml"), "apiVersion: v2\nname: monitoring-crds\nversion: 0.0.1\n")
-	files, _ := filepath.Glob(filepath.Join(crdDir, "*.yaml"))
+	files, _ := filepath.Glob(filepath.Join(c.crdDir, "*.yaml"))
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -304,7 +228,8 @@ func TestChartAgainstAPIServer(t *testing.T) {
 	}
 	c.installCRDs(t)
 
-	kindValues := filepath.Join(repoRoot, "deploy", "k8s", "storage-api-values.yaml")
+	kindValues := filepath.Join(c.root, "deploy", "k8s", "storage-api-values.yaml")
+	chartDir := filepath.Join(c.root, "deploy", "helm", "storage-api")
 	s3 := []string{"--set", "storage.backend=s3", "--set", "storage.s3.bucket=objects", "--set", "storage.s3.credentialsSecret.name=s3"}
 	cases := []struct {
 		name string
