@@ -142,28 +142,22 @@ func startProc(t *testing.T, env []string, args ...string) *proc {
 func startBinary(t *testing.T, bin string, env []string, args ...string) *proc {
 	t.Helper()
 	p := launchBinary(t, bin, env, args...)
+	p.awaitReady(args)
+	return p
+}
+
+// awaitReady waits for the "storage-api listening" log line, then for /readyz to answer 200.
+func (p *proc) awaitReady(args []string) {
+	p.t.Helper()
 	select {
 	case p.addr = <-p.stdout.addr:
 	case <-p.exited:
-		t.Fatalf("storage-api %q exited before listening: %v\nstderr:\n%s", args, p.err, p.stderr)
+		p.t.Fatalf("storage-api %q ended before listening: %v\nstderr:\n%s", args, p.err, p.stderr)
 	case <-time.After(20 * time.Second):
-		t.Fatalf("storage-api %q did not log its address within 20s\nstderr:\n%s", args, p.stderr)
+		p.t.Fatalf("storage-api %q did not log its address within 20s\nstderr:\n%s", args, p.stderr)
 	}
 	p.url = "http://" + p.addr
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(p.url + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz not 200 within 20s (last: %v)", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.WaitHTTP(p.t, p.url+"/readyz", http.StatusOK, 20*time.Second, nil)
 }
 
 // launchBinary starts bin without waiting for anything. At cleanup a process still

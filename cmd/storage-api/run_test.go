@@ -74,15 +74,7 @@ func startInProcess(t *testing.T, env []string, args ...string) *proc {
 			t.Logf("storage-api stdout:\n%s\nstderr:\n%s", strings.Join(p.stdout.lines, "\n"), p.stderr)
 		}
 	})
-	select {
-	case p.addr = <-p.stdout.addr:
-	case <-p.exited:
-		t.Fatalf("storage-api %q returned before listening: %v\nstderr:\n%s", args, p.err, p.stderr)
-	case <-time.After(20 * time.Second):
-		t.Fatalf("storage-api %q did not log its address within 20s\nstderr:\n%s", args, p.stderr)
-	}
-	p.url = "http://" + p.addr
-	testkit.WaitHTTP(t, p.url+"/readyz", 200, 20*time.Second, nil)
+	p.awaitReady(args)
 	return p
 }
 
