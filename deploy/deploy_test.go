@@ -234,17 +234,19 @@ func TestDashboard(t *testing.T) {
 	}
 }
 
+// readFile returns the text of the repository file at rel.
+func readFile(t *testing.T, rel string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 // TestProvisioning checks that the Grafana provisioning files agree with the dashboard and the compose stack.
 func TestProvisioning(t *testing.T) {
-	read := func(p string) string {
-		t.Helper()
-		b, err := os.ReadFile(filepath.Join(root, p))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
-	}
-	ds := read("deploy/grafana/provisioning/datasources/prometheus.yml")
+	ds := readFile(t, "deploy/grafana/provisioning/datasources/prometheus.yml")
 	for _, s := range []string{"uid: prometheus", "type: prometheus", "url: http://prometheus:9090"} {
 		if !strings.Contains(ds, s) {
 			t.Errorf("datasource provisioning lacks %q", s)
@@ -254,14 +256,14 @@ func TestProvisioning(t *testing.T) {
 		t.Error("datasource provisioning switches basic auth on; Prometheus needs none")
 	}
 
-	prov := read("deploy/grafana/provisioning/dashboards/dashboards.yml")
+	prov := readFile(t, "deploy/grafana/provisioning/dashboards/dashboards.yml")
 	m := regexp.MustCompile(`(?m)^\s*path:\s*(\S+)\s*$`).FindStringSubmatch(prov)
 	if m == nil {
 		t.Fatal("dashboard provider has no options.path")
 	}
 	// docker-compose.yml must mount the dashboards directory where the provider looks for it.
 	mount := "./deploy/grafana/dashboards:" + m[1]
-	if compose := read("docker-compose.yml"); !strings.Contains(compose, mount) {
+	if compose := readFile(t, "docker-compose.yml"); !strings.Contains(compose, mount) {
 		t.Errorf("docker-compose.yml does not mount %q; the provider reads %s", mount, m[1])
 	}
 }

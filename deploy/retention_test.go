@@ -2,7 +2,6 @@ package deploy_test
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -92,14 +91,6 @@ func TestRangeScanner(t *testing.T) {
 // Prometheus this repository ships (compose, and the kube-prometheus-stack values) to keep at least the
 // longest of them plus the margin, with a size bound; and the dashboard's titles to name that window.
 func TestRetentionCoversSLOWindows(t *testing.T) {
-	read := func(p string) string {
-		t.Helper()
-		b, err := os.ReadFile(filepath.Join(root, p))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
-	}
 	var queries strings.Builder
 	rules, err := filepath.Glob(filepath.Join(root, "deploy/prometheus/rules/*.yml"))
 	if err != nil || len(rules) == 0 {
@@ -107,7 +98,7 @@ func TestRetentionCoversSLOWindows(t *testing.T) {
 	}
 	for _, f := range rules {
 		// Comments may name windows too; only expressions count.
-		for _, line := range strings.Split(read(strings.TrimPrefix(f, root+"/")), "\n") {
+		for _, line := range strings.Split(readFile(t, strings.TrimPrefix(f, root+"/")), "\n") {
 			if !strings.HasPrefix(strings.TrimSpace(line), "#") {
 				queries.WriteString(line + "\n")
 			}
@@ -139,7 +130,7 @@ func TestRetentionCoversSLOWindows(t *testing.T) {
 		}
 	}
 
-	compose := read("docker-compose.yml")
+	compose := readFile(t, "docker-compose.yml")
 	m := regexp.MustCompile(`--storage\.tsdb\.retention\.time=\$\{PROMETHEUS_RETENTION:-([0-9a-z]+)\}`).FindStringSubmatch(compose)
 	if m == nil {
 		t.Error("docker-compose.yml: no --storage.tsdb.retention.time=${PROMETHEUS_RETENTION:-<default>}")
@@ -150,7 +141,7 @@ func TestRetentionCoversSLOWindows(t *testing.T) {
 		t.Error("docker-compose.yml: no --storage.tsdb.retention.size=${PROMETHEUS_RETENTION_SIZE:-<bytes>}: a laptop disk needs a bound")
 	}
 
-	kps := read("deploy/k8s/kube-prometheus-stack-values.yaml")
+	kps := readFile(t, "deploy/k8s/kube-prometheus-stack-values.yaml")
 	m = regexp.MustCompile(`(?m)^    retention: ([0-9a-z]+)$`).FindStringSubmatch(kps)
 	if m == nil {
 		t.Error("kube-prometheus-stack values: no prometheus.prometheusSpec.retention")
