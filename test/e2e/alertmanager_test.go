@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -188,6 +190,8 @@ func checkDelivery(ctx context.Context, t *testing.T, hook *webhook, amURL strin
 	}
 }
 
+// getJSON GETs url and decodes its JSON answer into v; an answer that is not JSON is an
+// error that shows it.
 func getJSON(ctx context.Context, url string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -198,7 +202,14 @@ func getJSON(ctx context.Context, url string, v any) error {
 		return err
 	}
 	defer resp.Body.Close()
-	return json.NewDecoder(resp.Body).Decode(v)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("%s: HTTP %d: %s", url, resp.StatusCode, body)
+	}
+	return nil
 }
 
 func readRepo(t *testing.T, rel string) (string, error) {

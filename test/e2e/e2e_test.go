@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"net/url"
@@ -60,21 +59,14 @@ func TestEndToEnd(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 
-	// Build the binaries the stack runs.
-	bin := filepath.Join(dir, "bin")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin+string(filepath.Separator), "./cmd/storage-api", "./cmd/loadgen")
-	build.Dir = absPath(t, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinaries(ctx, t, dir)
 
 	apiAddr, loadgenAddr, promAddr, amAddr := testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t)
 
 	// storage-api with the bolt store and errors injected at a known ratio.
-	api := start(ctx, t, "storage-api", filepath.Join(dir, "server.log"), filepath.Join(bin, "storage-api"),
+	serve(ctx, t, "http://"+apiAddr+"/readyz", nil, filepath.Join(bin, "storage-api"),
 		"-listen-address", apiAddr, "-storage", "bolt", "-data-dir", filepath.Join(dir, "data"),
 		"-fault-error-ratio", strconv.FormatFloat(errorRatio, 'f', -1, 64), "-access-log=false")
-	waitHTTP(ctx, t, "http://"+apiAddr+"/readyz", api)
 
 	// Alertmanager with the repository's configuration, its receivers delivering to this test's webhook.
 	hook := newWebhook(t)
@@ -82,20 +74,18 @@ func TestEndToEnd(t *testing.T) {
 	if err := os.WriteFile(amCfg, []byte(testAlertmanagerConfig(t, hook.url)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	am := start(ctx, t, "alertmanager", filepath.Join(dir, "alertmanager.log"), alertmanagerBin,
+	serve(ctx, t, "http://"+amAddr+"/-/ready", nil, alertmanagerBin,
 		"--config.file="+amCfg, "--storage.path="+filepath.Join(dir, "alertmanager"),
 		"--web.listen-address="+amAddr, "--cluster.listen-address=", "--log.level=debug")
-	waitHTTP(ctx, t, "http://"+amAddr+"/-/ready", am)
 
 	// Prometheus with the repository's configuration and rules, sending to that Alertmanager.
 	cfg := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(cfg, []byte(testConfig(t, apiAddr, loadgenAddr, amAddr)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	prom := start(ctx, t, "prometheus", filepath.Join(dir, "prometheus.log"), prometheusBin,
+	serve(ctx, t, "http://"+promAddr+"/-/ready", nil, prometheusBin,
 		"--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
 		"--web.listen-address="+promAddr, "--scrape.discovery-reload-interval=500ms", "--log.level=info")
-	waitHTTP(ctx, t, "http://"+promAddr+"/-/ready", prom)
 	p := promAPI{base: "http://" + promAddr}
 	waitFor(ctx, t, "first scrape of storage-api", func() (bool, error) {
 		r, err := p.instant(ctx, `up{job="storage_api"} == 1`, time.Now())
@@ -106,7 +96,7 @@ func TestEndToEnd(t *testing.T) {
 	// Traffic.
 	time.Sleep(2 * time.Second)
 	loadStart := time.Now()
-	summary := runLoadgen(ctx, t, filepath.Join(bin, "loadgen"), filepath.Join(dir, "loadgen.log"), apiAddr, loadgenAddr)
+	summary := sendTraffic(ctx, t, filepath.Join(bin, "loadgen"), apiAddr, loadgenAddr)
 	loadEnd := time.Now()
 
 	// Wait until Prometheus has a scrape taken after the last request, and rules evaluated after that.
@@ -215,38 +205,21 @@ type loadgenSummary struct {
 	ByMethodStatus  map[string]map[string]int64 `json:"by_method_status"`
 }
 
-func runLoadgen(ctx context.Context, t *testing.T, bin, logPath, apiAddr, metricsAddr string) loadgenSummary {
+// sendTraffic runs loadgen in rate mode against the API for loadDuration and checks its counts.
+func sendTraffic(ctx context.Context, t *testing.T, bin, apiAddr, metricsAddr string) loadgenSummary {
 	t.Helper()
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	showOnFailure(t, "loadgen", logPath)
-	var stdout bytes.Buffer
-	cmd := exec.CommandContext(ctx, bin, "-target", "http://"+apiAddr, "-mode", "rate",
-		"-rate", strconv.Itoa(loadRate), "-duration", loadDuration.String(), "-output", "json",
-		"-metrics-address", metricsAddr)
-	cmd.Stdout, cmd.Stderr = &stdout, logf
-	// Exit 3 says some scheduled requests went late or were dropped: a loaded machine's
-	// speed, not a fault; the counts below are what the test checks.
-	if err := cmd.Run(); err != nil {
-		var exit *exec.ExitError
-		if !errors.As(err, &exit) || exit.ExitCode() != 3 {
-			t.Fatalf("loadgen: %v\nstdout: %s", err, stdout.String())
-		}
-		t.Logf("loadgen: the rate was not delivered in full (exit 3); the counts still must agree")
-	}
+	stdout := runLoadgen(ctx, t, bin, nil, "-target", "http://"+apiAddr, "-mode", "rate",
+		"-rate", strconv.Itoa(loadRate), "-duration", loadDuration.String(), "-metrics-address", metricsAddr)
 	var s loadgenSummary
-	if err := json.Unmarshal(stdout.Bytes(), &s); err != nil {
-		t.Fatalf("loadgen summary: %v\n%s", err, stdout.String())
+	if err := json.Unmarshal(stdout, &s); err != nil {
+		t.Fatalf("loadgen summary: %v\n%s", err, stdout)
 	}
 	// Counts, not speed: the timetable has exactly rate × duration slots, each sent or dropped.
 	if want := loadRate * int64(loadDuration/time.Second); s.Scheduled != want || s.Requests+s.Dropped != s.Scheduled {
-		t.Fatalf("loadgen scheduled %d (want %d) = requests %d + dropped %d?\n%s", s.Scheduled, want, s.Requests, s.Dropped, stdout.String())
+		t.Fatalf("loadgen scheduled %d (want %d) = requests %d + dropped %d?\n%s", s.Scheduled, want, s.Requests, s.Dropped, stdout)
 	}
 	if s.Requests == 0 || len(s.ByMethodStatus) == 0 {
-		t.Fatalf("loadgen sent no traffic: %s", stdout.String())
+		t.Fatalf("loadgen sent no traffic: %s", stdout)
 	}
 	if s.TransportErrors > 0 {
 		t.Errorf("loadgen saw %d transport errors", s.TransportErrors)
@@ -554,26 +527,13 @@ type promSeries struct {
 }
 
 func (p promAPI) get(ctx context.Context, path string, params url.Values, data any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.base+path+"?"+params.Encode(), nil)
-	if err != nil {
-		return err
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
 	var env struct {
 		Status string          `json:"status"`
 		Error  string          `json:"error"`
 		Data   json.RawMessage `json:"data"`
 	}
-	if err := json.Unmarshal(body, &env); err != nil {
-		return fmt.Errorf("%s: HTTP %d: %s", path, resp.StatusCode, body)
+	if err := getJSON(ctx, p.base+path+"?"+params.Encode(), &env); err != nil {
+		return err
 	}
 	if env.Status != "success" {
 		return fmt.Errorf("%s: %s", path, env.Error)
@@ -623,82 +583,52 @@ func absPath(t *testing.T, rel string) string {
 
 var httpClient = &http.Client{Timeout: 10 * time.Second}
 
-// proc is a started process; done is closed when it has exited.
-type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-// start runs a process with its output in logPath, stops it at the end of the test, and prints the log
-// when the test failed.
-func start(ctx context.Context, t *testing.T, name, logPath, bin string, args ...string) *proc {
+// buildBinaries builds storage-api and loadgen into dir/bin and returns that directory.
+func buildBinaries(ctx context.Context, t *testing.T, dir string) string {
 	t.Helper()
-	return startEnv(ctx, t, name, logPath, bin, nil, args...)
-}
-
-// startEnv is start with env added to the test's environment.
-func startEnv(ctx context.Context, t *testing.T, name, logPath, bin string, env []string, args ...string) *proc {
-	t.Helper()
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
+	bin := filepath.Join(dir, "bin")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin+string(filepath.Separator), "./cmd/storage-api", "./cmd/loadgen")
+	build.Dir = absPath(t, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	return bin
+}
+
+// serve starts bin for the rest of the test, with env added to the test's environment
+// (testkit.Start: stopped at the end, its output logged when the test failed), and waits
+// until readyURL answers 200.
+func serve(ctx context.Context, t *testing.T, readyURL string, env []string, bin string, args ...string) *testkit.Proc {
+	t.Helper()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	if env != nil {
 		cmd.Env = append(os.Environ(), env...)
 	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Cancel = func() error { return cmd.Process.Kill() }
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		logf.Close()
-	})
-	showOnFailure(t, name, logPath)
-	return &proc{cmd: cmd, done: done}
+	p := testkit.Start(t, cmd)
+	testkit.WaitHTTP(t, readyURL, http.StatusOK, 30*time.Second, p)
+	return p
 }
 
-// showOnFailure prints the end of a log file when the test has failed (cleanups run last-in first-out,
-// so this runs before the process is stopped; the log is complete enough to diagnose).
-func showOnFailure(t *testing.T, name, logPath string) {
-	t.Cleanup(func() {
-		if !t.Failed() {
-			return
-		}
-		b, _ := os.ReadFile(logPath)
-		if len(b) > 20000 {
-			b = b[len(b)-20000:]
-		}
-		t.Logf("---- %s log (%s) ----\n%s", name, logPath, b)
-	})
-}
-
-// waitHTTP waits until url answers 200, failing early when the process exits.
-func waitHTTP(ctx context.Context, t *testing.T, url string, p *proc) {
+// runLoadgen runs loadgen to its end, with env added to the test's environment and
+// "-output json", and returns its stdout, the summary. Exit status 3 (the rate was not
+// delivered in full) is a loaded machine's speed, not a fault: the counts are what the
+// tests check.
+func runLoadgen(ctx context.Context, t *testing.T, bin string, env []string, args ...string) []byte {
 	t.Helper()
-	waitFor(ctx, t, url, func() (bool, error) {
-		select {
-		case <-p.done:
-			t.Fatalf("%s exited while waiting for %s", p.cmd.Path, url)
-		default:
+	cmd := exec.CommandContext(ctx, bin, append([]string{"-output", "json"}, args...)...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout // stderr: testkit.Start's Out, logged when the test failed
+	if err := testkit.Start(t, cmd).Wait(); err != nil {
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 3 {
+			t.Fatalf("loadgen: %v\nstdout: %s", err, stdout.String())
 		}
-		resp, err := httpClient.Get(url)
-		if err != nil {
-			return false, err
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, nil
-	})
+		t.Logf("loadgen: the rate was not delivered in full (exit 3); the counts still must agree")
+	}
+	return stdout.Bytes()
 }
 
 // waitFor polls cond every 200ms for up to 30 seconds.

@@ -2,12 +2,12 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -40,12 +40,7 @@ func TestTracesEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "bin")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin+string(filepath.Separator), "./cmd/storage-api", "./cmd/loadgen")
-	build.Dir = absPath(t, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinaries(ctx, t, dir)
 
 	// Jaeger with the stack's configuration, every listener moved to a free 127.0.0.1 port.
 	queryAddr, otlpGRPC, otlpHTTP, healthAddr := testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t)
@@ -70,8 +65,7 @@ func TestTracesEndToEnd(t *testing.T) {
 	if err := os.WriteFile(jcfgPath, []byte(jcfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	jaeger := start(ctx, t, "jaeger", filepath.Join(dir, "jaeger.log"), jaegerBin, "--config", jcfgPath)
-	waitHTTP(ctx, t, "http://"+healthAddr+"/status", jaeger)
+	serve(ctx, t, "http://"+healthAddr+"/status", nil, jaegerBin, "--config", jcfgPath)
 
 	otel := func(service string, extra ...string) []string {
 		return append([]string{
@@ -83,20 +77,17 @@ func TestTracesEndToEnd(t *testing.T) {
 	// The API exports over OTLP/gRPC, loadgen over OTLP/HTTP: both protocols reach the real receiver.
 	apiOtel := append(otel("storage-api"), "OTEL_EXPORTER_OTLP_PROTOCOL=grpc", "OTEL_EXPORTER_OTLP_ENDPOINT=http://"+otlpGRPC)
 	apiAddr, loadgenAddr, promAddr := testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t)
-	apiLog := filepath.Join(dir, "server.log")
 	// The API keeps its default sampler: parent-based, so it follows loadgen's decision.
-	api := startEnv(ctx, t, "storage-api", apiLog, filepath.Join(bin, "storage-api"), apiOtel,
+	api := serve(ctx, t, "http://"+apiAddr+"/readyz", apiOtel, filepath.Join(bin, "storage-api"),
 		"-listen-address", apiAddr, "-storage", "bolt", "-data-dir", filepath.Join(dir, "data"), "-access-log=true")
-	waitHTTP(ctx, t, "http://"+apiAddr+"/readyz", api)
 
 	cfg := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(cfg, []byte(testConfig(t, apiAddr, loadgenAddr, testkit.FreeAddr(t))), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	prom := start(ctx, t, "prometheus", filepath.Join(dir, "prometheus.log"), prometheusBin,
+	serve(ctx, t, "http://"+promAddr+"/-/ready", nil, prometheusBin,
 		"--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
 		"--web.listen-address="+promAddr, "--enable-feature=exemplar-storage", "--log.level=info")
-	waitHTTP(ctx, t, "http://"+promAddr+"/-/ready", prom)
 	p := promAPI{base: "http://" + promAddr}
 	waitFor(ctx, t, "first scrape of storage-api", func() (bool, error) {
 		r, err := p.instant(ctx, `up{job="storage_api"} == 1`, time.Now())
@@ -104,25 +95,13 @@ func TestTracesEndToEnd(t *testing.T) {
 	})
 
 	loadStart := time.Now()
-	lg := exec.CommandContext(ctx, filepath.Join(bin, "loadgen"), "-target", "http://"+apiAddr, "-mode", "rate",
-		"-rate", strconv.Itoa(traceRate), "-duration", traceDuration.String(), "-output", "json",
+	out := runLoadgen(ctx, t, filepath.Join(bin, "loadgen"), otel("loadgen", "OTEL_TRACES_SAMPLER=traceidratio",
+		"OTEL_TRACES_SAMPLER_ARG="+strconv.FormatFloat(traceRatio, 'f', -1, 64)),
+		"-target", "http://"+apiAddr, "-mode", "rate", "-rate", strconv.Itoa(traceRate), "-duration", traceDuration.String(),
 		"-metrics-address", loadgenAddr, "-mix", "put=1,get=2,delete=1", "-ids", "20")
-	lg.Env = append(os.Environ(), otel("loadgen", "OTEL_TRACES_SAMPLER=traceidratio",
-		"OTEL_TRACES_SAMPLER_ARG="+strconv.FormatFloat(traceRatio, 'f', -1, 64))...)
-	lgLog, err := os.Create(filepath.Join(dir, "loadgen.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lgLog.Close()
-	showOnFailure(t, "loadgen", lgLog.Name())
-	var out strings.Builder
-	lg.Stdout, lg.Stderr = &out, lgLog
-	if err := lg.Run(); err != nil {
-		t.Fatalf("loadgen: %v\n%s", err, out.String())
-	}
 	var sum struct{ Requests int64 }
-	if err := json.Unmarshal([]byte(out.String()), &sum); err != nil {
-		t.Fatalf("loadgen summary %q: %v", out.String(), err)
+	if err := json.Unmarshal(out, &sum); err != nil {
+		t.Fatalf("loadgen summary %q: %v", out, err)
 	}
 
 	// The API's access log names the trace of every sampled request, and only those.
@@ -131,12 +110,7 @@ func TestTracesEndToEnd(t *testing.T) {
 	waitFor(ctx, t, "every API request in the access log", func() (bool, error) {
 		clear(logged)
 		apiRequests = 0
-		f, err := os.Open(apiLog)
-		if err != nil {
-			return false, err
-		}
-		defer f.Close()
-		sc := bufio.NewScanner(f)
+		sc := bufio.NewScanner(bytes.NewReader(api.Out.Bytes()))
 		for sc.Scan() {
 			var l struct {
 				Msg, Path string

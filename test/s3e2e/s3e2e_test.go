@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -37,26 +36,15 @@ func buildAPI(t *testing.T) string {
 }
 
 type api struct {
-	url string
-	log string
+	url  string
+	proc *testkit.Proc
 }
 
 // startAPI runs storage-api with the s3 backend on a free port and waits until /healthz
-// answers; it is stopped (SIGTERM) when the test ends.
+// answers; it is stopped (SIGTERM) when the test ends, its output logged if the test failed.
 func startAPI(t *testing.T, bin string, srv *s3test.Server, bucket, name string, env ...string) *api {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	logPath := filepath.Join(t.TempDir(), name+".log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
+	addr := testkit.FreeAddr(t)
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), srv.Env()...)
 	cmd.Env = append(cmd.Env,
@@ -65,30 +53,9 @@ func startAPI(t *testing.T, bin string, srv *s3test.Server, bucket, name string,
 		"ACCESS_LOG=false", "SHUTDOWN_TIMEOUT=2s", "SHUTDOWN_DELAY=0s",
 	)
 	cmd.Env = append(cmd.Env, env...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	done := testkit.Start(t, cmd).Done()
-	a := &api{url: "http://" + addr, log: logPath}
-	for range 100 {
-		select {
-		case <-done:
-			t.Fatalf("%s exited at start:\n%s", name, a.logText())
-		default:
-		}
-		if resp, err := client.Get(a.url + "/healthz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return a
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s not healthy after 10s:\n%s", name, a.logText())
-	return nil
-}
-
-func (a *api) logText() string {
-	b, _ := os.ReadFile(a.log)
-	return string(b)
+	a := &api{url: "http://" + addr, proc: testkit.Start(t, cmd)}
+	testkit.WaitHTTP(t, a.url+"/healthz", http.StatusOK, 10*time.Second, a.proc)
+	return a
 }
 
 type response struct {
@@ -130,14 +97,7 @@ func (a *api) expect(t *testing.T, method, path, body string, want int, header .
 // waitReady polls /readyz until it answers want, for at most 15s.
 func (a *api) waitReady(t *testing.T, want int) {
 	t.Helper()
-	var got int
-	for range 150 {
-		if got = a.do(t, "GET", "/readyz", "").status; got == want {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s/readyz = %d for 15s, want %d\n%s", a.url, got, want, a.logText())
+	testkit.WaitHTTP(t, a.url+"/readyz", want, 15*time.Second, a.proc)
 }
 
 // metric returns the sum of the samples of a counter-like series matching the regexp.
