@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -40,29 +39,18 @@ func TestSIGTERM(t *testing.T) {
 	cmd := exec.Command(os.Args[0], "-target", srv.URL, "-metrics-address", "", "-mode", "scenario",
 		"-think", "10ms", "-duration", "0", "-output", "json")
 	cmd.Env = append(os.Environ(), childEnv+"=1")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout // stderr: testkit.Start's Out, logged if the test fails
+	p := testkit.Start(t, cmd)
 	// Signal once traffic flows (bounded wait), so the summary has requests.
 	deadline := time.Now().Add(10 * time.Second)
 	for len(api.Counts()) == 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("loadgen exited with %v; stderr:\n%s", err, stderr.String())
-		}
-	case <-time.After(15 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatalf("loadgen did not stop after SIGTERM; stderr:\n%s", stderr.String())
+	// Stop sends SIGTERM and kills the process only if it has not exited within
+	// testkit.StopTimeout: an error is a non-zero exit or a process that did not stop.
+	if err := p.Stop(); err != nil {
+		t.Fatalf("loadgen after SIGTERM: %v", err)
 	}
 	var sum loadgen.Summary
 	if err := json.Unmarshal(stdout.Bytes(), &sum); err != nil {
