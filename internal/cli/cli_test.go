@@ -43,16 +43,17 @@ func TestUsage(t *testing.T) {
 	if Usage(nil) != nil {
 		t.Error("Usage(nil) is not nil")
 	}
-	if err := Usage(flag.ErrHelp); err != flag.ErrHelp {
-		t.Errorf("Usage(flag.ErrHelp) = %#v, want flag.ErrHelp itself", err)
+	var u *UsageError
+	if err := Usage(flag.ErrHelp); !errors.Is(err, flag.ErrHelp) || errors.As(err, &u) {
+		t.Errorf("Usage(flag.ErrHelp) = %#v, want flag.ErrHelp, not a UsageError", err)
 	}
 	inner := errors.New("bad")
 	once := Usage(inner)
-	var u *UsageError
 	if !errors.As(once, &u) || !errors.Is(once, inner) || once.Error() != "bad" {
 		t.Errorf("Usage(%v) = %#v: want a UsageError wrapping it, same message", inner, once)
 	}
-	if twice := Usage(once); twice != once {
+	var nested *UsageError
+	if twice := Usage(once); !errors.As(twice, &u) || errors.As(u.Err, &nested) {
 		t.Errorf("Usage of a UsageError wrapped it again: %#v", twice)
 	}
 }
