@@ -5,18 +5,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sre-instrumentation/storage-api/internal/api"
-	"github.com/sre-instrumentation/storage-api/internal/metrics"
+	"github.com/sre-instrumentation/storage-api/internal/api/apitest"
 	"github.com/sre-instrumentation/storage-api/internal/storage"
 	"github.com/sre-instrumentation/storage-api/internal/storage/memory"
 )
@@ -30,17 +28,8 @@ type testServer struct {
 
 func newTestServer(t testing.TB, maxSize int64) *testServer {
 	t.Helper()
-	reg := metrics.NewRegistry("test", "test")
-	store := metrics.InstrumentStore(memory.New(), "memory", reg)
-	h := api.New(api.Options{
-		Store:          store,
-		MaxObjectSize:  maxSize,
-		Log:            slog.New(slog.DiscardHandler),
-		AccessLog:      io.Discard,
-		Metrics:        metrics.NewHTTP(reg),
-		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-	})
-	return &testServer{handler: h, reg: reg, store: store}
+	a := apitest.New(apitest.Options{MaxObjectSize: maxSize})
+	return &testServer{handler: a, reg: a.Registry, store: a.Store}
 }
 
 type request struct {

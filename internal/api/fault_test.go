@@ -3,7 +3,6 @@ package api_test
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,26 +10,18 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/sre-instrumentation/storage-api/internal/api"
+	"github.com/sre-instrumentation/storage-api/internal/api/apitest"
 	"github.com/sre-instrumentation/storage-api/internal/fault"
-	"github.com/sre-instrumentation/storage-api/internal/storage/memory"
 )
 
 // TestInjectedFaults: the HTTP layer answers an injected error with its own JSON 503 on the
 // /api routes only, counts it, and a client leaving during an injected delay gets nothing.
 func TestInjectedFaults(t *testing.T) {
 	newHandler := func(cfg fault.Config) (http.Handler, *prometheus.Registry) {
-		reg := prometheus.NewRegistry()
-		return api.New(api.Options{
-			Store:          memory.New(),
-			MaxObjectSize:  1 << 10,
-			Log:            slog.New(slog.DiscardHandler),
-			MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-			Faults:         fault.New(cfg, reg),
-		}), reg
+		a := apitest.New(apitest.Options{MaxObjectSize: 1 << 10, Fault: cfg})
+		return a, a.Registry
 	}
 	h, reg := newHandler(fault.Config{ErrorRatio: 1})
 	for range 3 {
