@@ -3,7 +3,6 @@ package loadgen
 import (
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -11,24 +10,34 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/sre-instrumentation/storage-api/internal/loadgen/apitest"
+	"github.com/sre-instrumentation/storage-api/internal/api"
+	"github.com/sre-instrumentation/storage-api/internal/api/apitest"
+	"github.com/sre-instrumentation/storage-api/internal/fault"
 )
 
-// slowAPI is the in-process API with a delay before some answers: delay(n) for the
-// n-th object request (from 1).
-func slowAPI(t *testing.T, api *apitest.Server, delay func(n int64) time.Duration) string {
+// slowAPI is the API with a delay before some answers: delay(n) for the n-th object
+// request (from 1). A pattern of delays, which the API's own fault latency (a ratio)
+// cannot give.
+func slowAPI(t *testing.T, delay func(n int64) time.Duration) *apitest.Server {
 	t.Helper()
 	var n atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/api/") {
-			if d := delay(n.Add(1)); d > 0 {
-				time.Sleep(d)
+	return apitest.Start(t, apitest.Options{Wrap: func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, "/api/") {
+				if d := delay(n.Add(1)); d > 0 {
+					time.Sleep(d)
+				}
 			}
-		}
-		api.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL
+			next.ServeHTTP(w, r)
+		})
+	}})
+}
+
+// laggingAPI is the API delaying every object request by d, by its own fault injection
+// (FAULT_LATENCY with FAULT_LATENCY_RATIO 1).
+func laggingAPI(t *testing.T, d time.Duration) *apitest.Server {
+	t.Helper()
+	return apitest.Start(t, apitest.Options{Fault: fault.Config{Latency: d, LatencyRatio: 1}})
 }
 
 // runSummary runs against target with args (metrics off) and returns the summary.
@@ -42,7 +51,7 @@ func runSummary(t *testing.T, target string, args ...string) Summary {
 }
 
 // checkAccounting asserts the invariants every rate-mode summary must hold.
-func checkAccounting(t *testing.T, sum Summary, api *apitest.Server, rate float64) {
+func checkAccounting(t *testing.T, sum Summary, srv *apitest.Server, rate float64) {
 	t.Helper()
 	if sum.Scheduled != sum.Requests+sum.Dropped {
 		t.Errorf("scheduled %d != sent %d + dropped %d", sum.Scheduled, sum.Requests, sum.Dropped)
@@ -50,7 +59,7 @@ func checkAccounting(t *testing.T, sum Summary, api *apitest.Server, rate float6
 	if sum.Late > sum.Requests {
 		t.Errorf("late %d > sent %d", sum.Late, sum.Requests)
 	}
-	if served := sumCounts(api.Counts()); served != sum.Requests || sumCounts(sum.ByMethodStatus) != sum.Requests {
+	if served := sumCounts(srv.Counts(t, api.BucketPath)); served != sum.Requests || sumCounts(sum.ByMethodStatus) != sum.Requests {
 		t.Errorf("sent %d, by_method_status %d, server answered %d", sum.Requests, sumCounts(sum.ByMethodStatus), served)
 	}
 	// The timetable: every i with start + i/rate before the stop. The window is at least
@@ -68,15 +77,14 @@ func checkAccounting(t *testing.T, sum Summary, api *apitest.Server, rate float6
 // request is sent, none late. (With a fixed pool of -concurrency workers, the old pacer
 // sent about 22 req/s here and reported nothing.)
 func TestRatePoolGrows(t *testing.T) {
-	api := &apitest.Server{}
-	target := slowAPI(t, api, func(n int64) time.Duration {
+	srv := slowAPI(t, func(n int64) time.Duration {
 		if n%5 == 0 {
 			return 200 * time.Millisecond
 		}
 		return 0
 	})
-	sum := runSummary(t, target, "-mode", "rate", "-rate", "50", "-duration", "1s", "-concurrency", "1")
-	checkAccounting(t, sum, api, 50)
+	sum := runSummary(t, srv.URL, "-mode", "rate", "-rate", "50", "-duration", "1s", "-concurrency", "1")
+	checkAccounting(t, sum, srv, 50)
 	if !sum.RateDelivered || sum.Dropped != 0 || sum.Late != 0 {
 		t.Errorf("delivered %v, late %d, dropped %d", sum.RateDelivered, sum.Late, sum.Dropped)
 	}
@@ -93,16 +101,15 @@ func TestRatePoolGrows(t *testing.T) {
 // request) for the second half of the run. Every request due during the stall is still
 // sent and counted, and its latency shows the stall.
 func TestRateStallAtEnd(t *testing.T) {
-	api := &apitest.Server{}
 	const rate, n = 100, 100
-	target := slowAPI(t, api, func(i int64) time.Duration {
+	srv := slowAPI(t, func(i int64) time.Duration {
 		if i > n/2 {
 			return 600 * time.Millisecond
 		}
 		return 0
 	})
-	sum := runSummary(t, target, "-mode", "rate", "-rate", "100", "-duration", "1s", "-concurrency", "2")
-	checkAccounting(t, sum, api, rate)
+	sum := runSummary(t, srv.URL, "-mode", "rate", "-rate", "100", "-duration", "1s", "-concurrency", "2")
+	checkAccounting(t, sum, srv, rate)
 	if !sum.RateDelivered || sum.Dropped != 0 || sum.Late != 0 {
 		t.Errorf("delivered %v, late %d, dropped %d", sum.RateDelivered, sum.Late, sum.Dropped)
 	}
@@ -116,11 +123,10 @@ func TestRateStallAtEnd(t *testing.T) {
 // wait in their latency) and those still waiting at the end are dropped; the run warns
 // reports the rate not delivered (cmd/loadgen exits 3 on it).
 func TestRateNotDelivered(t *testing.T) {
-	api := &apitest.Server{}
-	target := slowAPI(t, api, func(int64) time.Duration { return 300 * time.Millisecond })
-	sum := runSummary(t, target, "-mode", "rate", "-rate", "100", "-duration", "1s",
+	srv := laggingAPI(t, 300*time.Millisecond)
+	sum := runSummary(t, srv.URL, "-mode", "rate", "-rate", "100", "-duration", "1s",
 		"-concurrency", "1", "-max-concurrency", "4")
-	checkAccounting(t, sum, api, 100)
+	checkAccounting(t, sum, srv, 100)
 	// 4 workers at >= 300 ms each send at most 4/0.3 = 13.3 req/s, so in 1 s (plus the
 	// final in-flight requests) at most 4*ceil(run/0.3) of 100 due requests are sent.
 	if sum.RateDelivered || sum.Dropped < 50 || sum.Late == 0 {
@@ -134,9 +140,8 @@ func TestRateNotDelivered(t *testing.T) {
 
 // TestRateMetricsAccount: the metrics say what the summary says.
 func TestRateMetricsAccount(t *testing.T) {
-	api := &apitest.Server{}
-	target := slowAPI(t, api, func(int64) time.Duration { return 300 * time.Millisecond })
-	cfg := testConfig(t, target, "-mode", "rate", "-rate", "50", "-duration", "500ms", "-concurrency", "1", "-max-concurrency", "2")
+	srv := laggingAPI(t, 300*time.Millisecond)
+	cfg := testConfig(t, srv.URL, "-mode", "rate", "-rate", "50", "-duration", "500ms", "-concurrency", "1", "-max-concurrency", "2")
 	m := NewMetrics()
 	sum, err := runWith(t.Context(), cfg, io.Discard, m)
 	if err != nil {

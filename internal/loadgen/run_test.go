@@ -4,27 +4,23 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
-	"net/http/httptest"
 	"reflect"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/sre-instrumentation/storage-api/internal/loadgen/apitest"
+	"github.com/sre-instrumentation/storage-api/internal/api"
+	"github.com/sre-instrumentation/storage-api/internal/api/apitest"
+	"github.com/sre-instrumentation/storage-api/internal/fault"
+	"github.com/sre-instrumentation/storage-api/internal/testkit"
 )
-
-// startAPI starts the in-process API on 127.0.0.1.
-func startAPI(t *testing.T, api *apitest.Server) string {
-	t.Helper()
-	srv := httptest.NewServer(api)
-	t.Cleanup(srv.Close)
-	return srv.URL
-}
 
 // testConfig is a short run against target with metrics switched off.
 func testConfig(t *testing.T, target string, args ...string) Config {
@@ -47,8 +43,8 @@ func sumCounts(m map[string]map[string]int64) int64 {
 	return n
 }
 
-// TestSummaryCountsMatchServer runs both modes and compares the summary's
-// per-method, per-status counts with the statuses the server sent.
+// TestSummaryCountsMatchServer runs every mode against the real API and compares the
+// summary's per-method, per-status counts with those the server's metrics recorded.
 func TestSummaryCountsMatchServer(t *testing.T) {
 	tests := []struct {
 		name string
@@ -61,13 +57,13 @@ func TestSummaryCountsMatchServer(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			api := &apitest.Server{}
-			cfg := testConfig(t, startAPI(t, api), tt.args...)
+			srv := apitest.Start(t, apitest.Options{})
+			cfg := testConfig(t, srv.URL, tt.args...)
 			sum, err := Run(t.Context(), cfg, io.Discard)
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := api.Counts()
+			want := srv.Counts(t, api.BucketPath)
 			if !reflect.DeepEqual(sum.ByMethodStatus, want) {
 				t.Errorf("summary counts %v\nserver counts  %v", sum.ByMethodStatus, want)
 			}
@@ -94,18 +90,18 @@ func TestSummaryCountsMatchServer(t *testing.T) {
 // TestScriptModeIDs: in script mode task i uses id i mod ids, each task PUT, GET, DELETE in turn, as the
 // original script did; with one user nothing races, so nothing is ever missing.
 func TestScriptModeIDs(t *testing.T) {
-	api := &apitest.Server{}
 	var mu sync.Mutex
 	var got []string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/api/") {
-			mu.Lock()
-			got = append(got, r.Method+" "+strings.TrimPrefix(r.URL.Path, "/api/buckets/"))
-			mu.Unlock()
-		}
-		api.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
+	srv := apitest.Start(t, apitest.Options{Wrap: func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, "/api/") {
+				mu.Lock()
+				got = append(got, r.Method+" "+strings.TrimPrefix(r.URL.Path, "/api/buckets/"))
+				mu.Unlock()
+			}
+			next.ServeHTTP(w, r)
+		})
+	}})
 	cfg := testConfig(t, srv.URL, "-mode", "script", "-concurrency", "1", "-ids", "3", "-think", "0s", "-duration", "300ms")
 	sum, err := Run(t.Context(), cfg, io.Discard)
 	if err != nil {
@@ -135,8 +131,8 @@ func TestScriptModeIDs(t *testing.T) {
 // exactly 200 slots, each one sent or dropped, every sent one reached the server, late ones
 // are among the sent, and the rate is reported as delivered exactly when none was late or dropped.
 func TestRateModeAccounting(t *testing.T) {
-	api := &apitest.Server{}
-	cfg := testConfig(t, startAPI(t, api), "-mode", "rate", "-rate", "200", "-concurrency", "16", "-duration", "1s", "-mix", "put=1,get=1")
+	srv := apitest.Start(t, apitest.Options{})
+	cfg := testConfig(t, srv.URL, "-mode", "rate", "-rate", "200", "-concurrency", "16", "-duration", "1s", "-mix", "put=1,get=1")
 	sum, err := Run(t.Context(), cfg, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -150,13 +146,7 @@ func TestRateModeAccounting(t *testing.T) {
 	if sum.Requests == 0 || sum.Late > sum.Requests {
 		t.Errorf("requests %d, late %d: want some requests, late among them", sum.Requests, sum.Late)
 	}
-	var served int64
-	for _, byStatus := range api.Counts() {
-		for _, n := range byStatus {
-			served += n
-		}
-	}
-	if served != sum.Requests {
+	if served := sumCounts(srv.Counts(t, api.BucketPath)); served != sum.Requests {
 		t.Errorf("the server answered %d requests, the summary counts %d", served, sum.Requests)
 	}
 	if want := sum.Late == 0 && sum.Dropped == 0; sum.RateDelivered != want {
@@ -170,49 +160,60 @@ func TestRateModeAccounting(t *testing.T) {
 	}
 }
 
-// TestErrorRatio has the server answer 503 to every 4th request: the summary counts
-// each 503 as an error and passes or fails the run by -max-error-ratio (cmd/loadgen
-// turns a failed run into exit status 1).
+// TestErrorRatio injects errors with the API's own fault injector (FAULT_ERROR_RATIO):
+// the summary counts as errors exactly the 5xx answers the server recorded, its error
+// ratio is theirs over all answers, and it passes or fails the run by -max-error-ratio,
+// the limit included (cmd/loadgen turns a failed run into exit status 1). Pass and fail
+// are asserted at ratios 0 and 1, whose outcome is certain; the counts must match at any
+// ratio.
 func TestErrorRatio(t *testing.T) {
 	tests := []struct {
+		faultRatio float64
 		maxRatio   string
 		wantPassed bool
 	}{
-		{"0.1", false},
-		{"0.5", true},
+		{0, "0", true}, // 404s are answers, not errors
+		{0.5, "1", true},
+		{1, "0.5", false},
+		{1, "1", true},
 	}
 	for _, tt := range tests {
-		t.Run(tt.maxRatio, func(t *testing.T) {
-			api := &apitest.Server{FailEvery: 4}
-			cfg := testConfig(t, startAPI(t, api), "-mode", "rate", "-rate", "200", "-duration", "500ms", "-max-error-ratio", tt.maxRatio)
+		t.Run(fmt.Sprintf("fault %g limit %s", tt.faultRatio, tt.maxRatio), func(t *testing.T) {
+			srv := apitest.Start(t, apitest.Options{Fault: fault.Config{ErrorRatio: tt.faultRatio}})
+			cfg := testConfig(t, srv.URL, "-mode", "rate", "-rate", "200", "-duration", "500ms", "-max-error-ratio", tt.maxRatio)
 			sum, err := Run(t.Context(), cfg, io.Discard)
 			if err != nil {
 				t.Fatal(err)
 			}
+			served := srv.Counts(t, api.BucketPath)
+			var served5xx int64
+			for _, byStatus := range served {
+				for status, n := range byStatus {
+					if code, _ := strconv.Atoi(status); code >= 500 {
+						served5xx += n
+					}
+				}
+			}
+			if sum.Requests == 0 || sum.Requests != sumCounts(served) {
+				t.Fatalf("requests = %d, the server answered %d", sum.Requests, sumCounts(served))
+			}
+			if sum.Errors != served5xx {
+				t.Errorf("errors = %d, the server answered %d with 5xx", sum.Errors, served5xx)
+			}
+			if want := float64(served5xx) / float64(sumCounts(served)); sum.ErrorRatio != want {
+				t.Errorf("error ratio %v, the server's %v", sum.ErrorRatio, want)
+			}
 			if sum.Passed() != tt.wantPassed {
 				t.Errorf("Passed() = %v with error ratio %.3f and limit %s", sum.Passed(), sum.ErrorRatio, tt.maxRatio)
-			}
-			var served503 int64
-			for _, byStatus := range api.Counts() {
-				served503 += byStatus["503"]
-			}
-			if sum.Errors != served503 || sum.Errors == 0 {
-				t.Errorf("errors = %d, server sent %d 503s", sum.Errors, served503)
-			}
-			if r := sum.ErrorRatio; r < 0.2 || r > 0.3 {
-				t.Errorf("error ratio %.3f, want about 0.25", r)
 			}
 		})
 	}
 }
 
-// TestTransportErrors points loadgen at a closed port: every request is a
+// TestTransportErrors points loadgen at a port nothing listens on: every request is a
 // transport error, counted under status "error".
 func TestTransportErrors(t *testing.T) {
-	srv := httptest.NewServer(&apitest.Server{})
-	target := srv.URL
-	srv.Close()
-	cfg := testConfig(t, target, "-ready-timeout", "0", "-mode", "rate", "-rate", "50", "-duration", "200ms", "-mix", "get=1")
+	cfg := testConfig(t, "http://"+testkit.FreeAddr(t), "-ready-timeout", "0", "-mode", "rate", "-rate", "50", "-duration", "200ms", "-mix", "get=1")
 	sum, err := Run(t.Context(), cfg, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -231,25 +232,28 @@ func TestTransportErrors(t *testing.T) {
 func TestStopByContext(t *testing.T) {
 	for _, mode := range []string{ModeScenario, ModeRate} {
 		t.Run(mode, func(t *testing.T) {
-			api := &apitest.Server{}
-			cfg := testConfig(t, startAPI(t, api), "-metrics-address", "127.0.0.1:0", "-mode", mode,
-				"-think", "10ms", "-rate", "100", "-duration", "0")
-			ctx, cancel := context.WithCancel(t.Context())
+			// The deadline only fails a run that never sent anything.
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 			defer cancel()
-			// Cancel once traffic flows (a bounded wait), so the summary has requests.
-			go func() {
-				deadline := time.Now().Add(10 * time.Second)
-				for sumCounts(api.Counts()) == 0 && time.Now().Before(deadline) {
-					time.Sleep(10 * time.Millisecond)
-				}
-				cancel()
-			}()
+			// Cancel once the server has answered a request, so the summary has some.
+			var once sync.Once
+			srv := apitest.Start(t, apitest.Options{Wrap: func(next http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					next.ServeHTTP(w, r)
+					if strings.HasPrefix(r.URL.Path, "/api/") {
+						once.Do(cancel)
+					}
+				})
+			}})
+			cfg := testConfig(t, srv.URL, "-metrics-address", "127.0.0.1:0", "-mode", mode,
+				"-think", "10ms", "-rate", "100", "-duration", "0")
 			sum, err := Run(ctx, cfg, io.Discard)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if sum.StoppedBy != "signal" || sum.Requests == 0 || sum.Requests != sumCounts(api.Counts()) {
-				t.Errorf("stopped by %q, requests %d, server saw %d", sum.StoppedBy, sum.Requests, sumCounts(api.Counts()))
+			served := srv.Counts(t, api.BucketPath)
+			if sum.StoppedBy != "signal" || sum.Requests == 0 || !reflect.DeepEqual(sum.ByMethodStatus, served) {
+				t.Errorf("stopped by %q, requests %d %v, server saw %v", sum.StoppedBy, sum.Requests, sum.ByMethodStatus, served)
 			}
 		})
 	}
@@ -257,8 +261,8 @@ func TestStopByContext(t *testing.T) {
 
 // TestJSONShape pins the field names other tools read.
 func TestJSONShape(t *testing.T) {
-	api := &apitest.Server{}
-	cfg := testConfig(t, startAPI(t, api), "-mode", "rate", "-rate", "100", "-duration", "300ms")
+	srv := apitest.Start(t, apitest.Options{})
+	cfg := testConfig(t, srv.URL, "-mode", "rate", "-rate", "100", "-duration", "300ms")
 	sum, err := Run(t.Context(), cfg, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -311,21 +315,40 @@ func TestTextSummary(t *testing.T) {
 	}
 }
 
-// TestWaitReady checks the /readyz wait: it rides out a few 503s and gives
-// up after -ready-timeout with an error (exit status 1 in cmd/loadgen).
+// TestWaitReady checks the /readyz wait against the API's own readiness: loadgen rides
+// out 503s, sends traffic only once the API is ready, and gives up after -ready-timeout
+// with an error (exit status 1 in cmd/loadgen).
 func TestWaitReady(t *testing.T) {
-	api := &apitest.Server{NotReady: 2}
-	cfg := testConfig(t, startAPI(t, api), "-duration", "100ms", "-think", "0")
+	// Not ready for the first two probes, as during a shutdown; ready from the third on.
+	var probes atomic.Int64
+	srv := apitest.Start(t, apitest.Options{
+		ShuttingDown: func() bool { return probes.Add(1) <= 2 },
+		Wrap: func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if strings.HasPrefix(r.URL.Path, "/api/") && probes.Load() < 3 {
+					t.Errorf("%s %s before /readyz answered 200", r.Method, r.URL.Path)
+				}
+				next.ServeHTTP(w, r)
+			})
+		},
+	})
+	cfg := testConfig(t, srv.URL, "-duration", "100ms", "-think", "0")
 	if _, err := Run(t.Context(), cfg, io.Discard); err != nil {
 		t.Fatalf("ready after two 503s: %v", err)
 	}
+	if got, want := srv.Counts(t, "/readyz"), map[string]map[string]int64{"GET": {"503": 2, "200": 1}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("/readyz answered %v, want %v: probing must stop at the first 200", got, want)
+	}
 
-	never := &apitest.Server{NotReady: math.MaxInt}
-	cfg = testConfig(t, startAPI(t, never), "-ready-timeout", "400ms")
+	never := apitest.Start(t, apitest.Options{ShuttingDown: func() bool { return true }})
+	cfg = testConfig(t, never.URL, "-ready-timeout", "400ms")
 	if _, err := Run(t.Context(), cfg, io.Discard); err == nil || !strings.Contains(err.Error(), "not ready") {
 		t.Errorf("Run against a target never ready = %v; want a \"not ready\" error", err)
 	}
-	if len(never.Counts()) != 0 {
-		t.Errorf("traffic sent to a target that never became ready: %v", never.Counts())
+	if got := never.Counts(t, api.BucketPath); len(got) != 0 {
+		t.Errorf("traffic sent to a target that never became ready: %v", got)
+	}
+	if got := never.Counts(t, "/readyz"); got["GET"]["503"] == 0 || len(got) != 1 || len(got["GET"]) != 1 {
+		t.Errorf("/readyz of a target never ready answered %v, want only 503s", got)
 	}
 }

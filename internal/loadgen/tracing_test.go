@@ -12,7 +12,7 @@ import (
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/sre-instrumentation/storage-api/internal/loadgen/apitest"
+	"github.com/sre-instrumentation/storage-api/internal/api/apitest"
 )
 
 // TestClientSpans: with the OTEL_* variables set, every request carries a traceparent,
@@ -42,21 +42,21 @@ func TestClientSpans(t *testing.T) {
 		_, _ = w.Write(out)
 	}))
 	defer otlp.Close()
-	api := &apitest.Server{}
-	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if tp := r.Header.Get("Traceparent"); strings.HasPrefix(r.URL.Path, "/api/") {
-			parts := strings.Split(tp, "-")
-			if len(parts) != 4 || parts[3] != "01" {
-				t.Errorf("request without a sampled traceparent: %q", tp)
-			} else {
-				mu.Lock()
-				sent[parts[1]] = true
-				mu.Unlock()
+	target := apitest.Start(t, apitest.Options{Wrap: func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if tp := r.Header.Get("Traceparent"); strings.HasPrefix(r.URL.Path, "/api/") {
+				parts := strings.Split(tp, "-")
+				if len(parts) != 4 || parts[3] != "01" {
+					t.Errorf("request without a sampled traceparent: %q", tp)
+				} else {
+					mu.Lock()
+					sent[parts[1]] = true
+					mu.Unlock()
+				}
 			}
-		}
-		api.ServeHTTP(w, r)
-	}))
-	defer target.Close()
+			next.ServeHTTP(w, r)
+		})
+	}})
 
 	cfg, err := ParseConfig([]string{"-target", target.URL, "-metrics-address", "", "-mode", "rate", "-rate", "40",
 		"-duration", "250ms", "-mix", "put=1,get=1"}, func(k string) string {
