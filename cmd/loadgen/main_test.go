@@ -4,16 +4,19 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
+	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/sre-instrumentation/storage-api/internal/api"
+	"github.com/sre-instrumentation/storage-api/internal/api/apitest"
 	"github.com/sre-instrumentation/storage-api/internal/cli/clitest"
+	"github.com/sre-instrumentation/storage-api/internal/fault"
 	"github.com/sre-instrumentation/storage-api/internal/loadgen"
-	"github.com/sre-instrumentation/storage-api/internal/loadgen/apitest"
 	"github.com/sre-instrumentation/storage-api/internal/testkit"
 )
 
@@ -30,11 +33,19 @@ func TestMain(m *testing.M) {
 }
 
 // TestSIGTERM sends a real SIGTERM to a running loadgen process: it must
-// stop, print its summary and exit 0.
+// stop, print its summary, counting every request the API answered, and exit 0.
 func TestSIGTERM(t *testing.T) {
-	api := &apitest.Server{}
-	srv := httptest.NewServer(api)
-	defer srv.Close()
+	// served is closed once the API has answered an object request: traffic flows.
+	served := make(chan struct{})
+	var once sync.Once
+	srv := apitest.Start(t, apitest.Options{Wrap: func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			next.ServeHTTP(w, r)
+			if strings.HasPrefix(r.URL.Path, "/api/") {
+				once.Do(func() { close(served) })
+			}
+		})
+	}})
 
 	cmd := exec.Command(os.Args[0], "-target", srv.URL, "-metrics-address", "", "-mode", "scenario",
 		"-think", "10ms", "-duration", "0", "-output", "json")
@@ -42,10 +53,13 @@ func TestSIGTERM(t *testing.T) {
 	var stdout bytes.Buffer
 	cmd.Stdout = &stdout // stderr: testkit.Start's Out, logged if the test fails
 	p := testkit.Start(t, cmd)
-	// Signal once traffic flows (bounded wait), so the summary has requests.
-	deadline := time.Now().Add(10 * time.Second)
-	for len(api.Counts()) == 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
+	// Signal once traffic flows, so the summary has requests; the timeout only fails the test.
+	select {
+	case <-served:
+	case <-p.Done():
+		t.Fatalf("loadgen exited before sending traffic: %v", p.Wait())
+	case <-time.After(time.Minute):
+		t.Fatal("no object request reached the API within a minute")
 	}
 	// Stop sends SIGTERM and kills the process only if it has not exited within
 	// testkit.StopTimeout: an error is a non-zero exit or a process that did not stop.
@@ -59,13 +73,16 @@ func TestSIGTERM(t *testing.T) {
 	if sum.StoppedBy != "signal" || sum.Requests == 0 {
 		t.Errorf("stopped by %q after %d requests", sum.StoppedBy, sum.Requests)
 	}
+	// The requests in flight at the signal finished and were counted.
+	if served := srv.Counts(t, api.BucketPath); !reflect.DeepEqual(sum.ByMethodStatus, served) {
+		t.Errorf("summary counts %v\nserver counts  %v", sum.ByMethodStatus, served)
+	}
 }
 
 // TestExitCodes holds loadgen to the exit statuses both binaries share (internal/cli), run
 // in process through run as main calls it.
 func TestExitCodes(t *testing.T) {
-	srv := httptest.NewServer(&apitest.Server{})
-	defer srv.Close()
+	srv := apitest.Start(t, apitest.Options{})
 	closed := "http://" + testkit.FreeAddr(t) // nothing listens there
 	quiet := []string{"-metrics-address", ""}
 	clitest.Check(t, "loadgen", run, exitCode, []clitest.Case{
@@ -84,24 +101,18 @@ func TestExitCodes(t *testing.T) {
 // TestRunOutcomes: the outcomes only loadgen has, each with its summary on stdout. An error
 // ratio above the limit is a failure (1); a rate not delivered is loadgen's own status 3.
 func TestRunOutcomes(t *testing.T) {
-	failing := httptest.NewServer(&apitest.Server{FailEvery: 2})
-	defer failing.Close()
-	// Every object request takes 300 ms: 2 workers cannot send 50 req/s, so requests go late.
-	slowAPI := &apitest.Server{}
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/api/") {
-			time.Sleep(300 * time.Millisecond)
-		}
-		slowAPI.ServeHTTP(w, r)
-	}))
-	defer slow.Close()
+	// The API's own fault injection: every object request answered 503, or delayed 300 ms
+	// (2 workers then cannot send 50 req/s, so requests go late).
+	failing := apitest.Start(t, apitest.Options{Fault: fault.Config{ErrorRatio: 1}})
+	slow := apitest.Start(t, apitest.Options{Fault: fault.Config{Latency: 300 * time.Millisecond, LatencyRatio: 1}})
 	tests := []struct {
 		name   string
 		args   []string
 		want   int
 		stderr string
 	}{
-		{"error ratio within the limit", []string{"-target", failing.URL, "-mode", "scenario", "-think", "10ms", "-duration", "300ms", "-max-error-ratio", "0.9"}, 0, ""},
+		// The limit is inclusive: an error ratio of 1 is within -max-error-ratio 1.
+		{"error ratio within the limit", []string{"-target", failing.URL, "-mode", "scenario", "-think", "10ms", "-duration", "300ms", "-max-error-ratio", "1"}, 0, ""},
 		{"error ratio above the limit", []string{"-target", failing.URL, "-mode", "scenario", "-think", "10ms", "-duration", "300ms", "-max-error-ratio", "0.1"}, 1, "exceeds -max-error-ratio"},
 		{"rate not delivered", []string{"-target", slow.URL, "-mode", "rate", "-rate", "50", "-duration", "500ms", "-concurrency", "1", "-max-concurrency", "2"}, 3, "the asked rate was not delivered"},
 	}
