@@ -341,7 +341,8 @@ func TestWaitReady(t *testing.T) {
 	}
 
 	never := apitest.Start(t, apitest.Options{ShuttingDown: func() bool { return true }})
-	cfg = testConfig(t, never.URL, "-ready-timeout", "400ms")
+	// A bounded run, so that a broken wait ends and fails the test instead of hanging it.
+	cfg = testConfig(t, never.URL, "-ready-timeout", "400ms", "-duration", "100ms")
 	if _, err := Run(t.Context(), cfg, io.Discard); err == nil || !strings.Contains(err.Error(), "not ready") {
 		t.Errorf("Run against a target never ready = %v; want a \"not ready\" error", err)
 	}
