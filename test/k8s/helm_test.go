@@ -194,6 +194,20 @@ type object struct {
 
 var docSep = regexp.MustCompile(`(?m)^---\s*$`)
 
+// chartKinds are the kinds the chart may render ("apiVersion/Kind"), each with its typed API struct.
+var chartKinds = map[string]func() metav1.ObjectMetaAccessor{
+	"apps/v1/Deployment":                      func() metav1.ObjectMetaAccessor { return &appsv1.Deployment{} },
+	"v1/Service":                              func() metav1.ObjectMetaAccessor { return &corev1.Service{} },
+	"v1/ServiceAccount":                       func() metav1.ObjectMetaAccessor { return &corev1.ServiceAccount{} },
+	"v1/ConfigMap":                            func() metav1.ObjectMetaAccessor { return &corev1.ConfigMap{} },
+	"v1/PersistentVolumeClaim":                func() metav1.ObjectMetaAccessor { return &corev1.PersistentVolumeClaim{} },
+	"policy/v1/PodDisruptionBudget":           func() metav1.ObjectMetaAccessor { return &policyv1.PodDisruptionBudget{} },
+	"autoscaling/v2/HorizontalPodAutoscaler":  func() metav1.ObjectMetaAccessor { return &autoscalingv2.HorizontalPodAutoscaler{} },
+	"networking.k8s.io/v1/NetworkPolicy":      func() metav1.ObjectMetaAccessor { return &networkingv1.NetworkPolicy{} },
+	"monitoring.coreos.com/v1/ServiceMonitor": func() metav1.ObjectMetaAccessor { return &monitoringv1.ServiceMonitor{} },
+	"monitoring.coreos.com/v1/PrometheusRule": func() metav1.ObjectMetaAccessor { return &monitoringv1.PrometheusRule{} },
+}
+
 // decodeManifests splits helm's output into documents and decodes each strictly into the typed
 // struct of its kind. An unknown kind, an unknown or misspelt field, a duplicate field or a wrong
 // type is an error.
@@ -207,35 +221,15 @@ func decodeManifests(out string) ([]object, error) {
 		if err := yaml.Unmarshal([]byte(doc), &tm); err != nil {
 			return nil, fmt.Errorf("reading kind: %w\n%s", err, doc)
 		}
-		var target any
-		switch tm.APIVersion + "/" + tm.Kind {
-		case "apps/v1/Deployment":
-			target = &appsv1.Deployment{}
-		case "v1/Service":
-			target = &corev1.Service{}
-		case "v1/ServiceAccount":
-			target = &corev1.ServiceAccount{}
-		case "v1/ConfigMap":
-			target = &corev1.ConfigMap{}
-		case "v1/PersistentVolumeClaim":
-			target = &corev1.PersistentVolumeClaim{}
-		case "policy/v1/PodDisruptionBudget":
-			target = &policyv1.PodDisruptionBudget{}
-		case "autoscaling/v2/HorizontalPodAutoscaler":
-			target = &autoscalingv2.HorizontalPodAutoscaler{}
-		case "networking.k8s.io/v1/NetworkPolicy":
-			target = &networkingv1.NetworkPolicy{}
-		case "monitoring.coreos.com/v1/ServiceMonitor":
-			target = &monitoringv1.ServiceMonitor{}
-		case "monitoring.coreos.com/v1/PrometheusRule":
-			target = &monitoringv1.PrometheusRule{}
-		default:
-			return nil, fmt.Errorf("unexpected object %s %s: add it to decodeManifests", tm.APIVersion, tm.Kind)
+		newObj, ok := chartKinds[tm.APIVersion+"/"+tm.Kind]
+		if !ok {
+			return nil, fmt.Errorf("unexpected object %s %s: add it to chartKinds", tm.APIVersion, tm.Kind)
 		}
+		target := newObj()
 		if err := strictYAML([]byte(doc), target); err != nil {
 			return nil, fmt.Errorf("%s: %w\n%s", tm.Kind, err, doc)
 		}
-		meta := metaOf(target)
+		meta := *target.GetObjectMeta().(*metav1.ObjectMeta)
 		objs = append(objs, object{Kind: tm.Kind, Name: meta.Name, Meta: meta, Obj: target, Raw: []byte(doc)})
 	}
 	return objs, nil
@@ -263,32 +257,6 @@ func isBlankYAML(doc string) bool {
 		}
 	}
 	return true
-}
-
-func metaOf(o any) metav1.ObjectMeta {
-	switch v := o.(type) {
-	case *appsv1.Deployment:
-		return v.ObjectMeta
-	case *corev1.Service:
-		return v.ObjectMeta
-	case *corev1.ServiceAccount:
-		return v.ObjectMeta
-	case *corev1.ConfigMap:
-		return v.ObjectMeta
-	case *corev1.PersistentVolumeClaim:
-		return v.ObjectMeta
-	case *policyv1.PodDisruptionBudget:
-		return v.ObjectMeta
-	case *autoscalingv2.HorizontalPodAutoscaler:
-		return v.ObjectMeta
-	case *networkingv1.NetworkPolicy:
-		return v.ObjectMeta
-	case *monitoringv1.ServiceMonitor:
-		return v.ObjectMeta
-	case *monitoringv1.PrometheusRule:
-		return v.ObjectMeta
-	}
-	panic(fmt.Sprintf("metaOf: %T", o))
 }
 
 // ofKind returns the typed objects of one Go type, in rendering order.
