@@ -6,7 +6,7 @@ GO_LDFLAGS := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 GO_BUILD   := CGO_ENABLED=0 go build -trimpath -ldflags "$(GO_LDFLAGS)"
 TOOLS      := .tools/bin
 
-.PHONY: all build run tools test test-short helm-test k8s-apiserver-test bench bench-load lint fuzz kind-up kind-down clean
+.PHONY: all build run tools test test-service test-compose test-k8s test-short helm-test k8s-apiserver-test bench bench-load lint fuzz kind-up kind-down clean
 
 all: lint test
 
@@ -27,10 +27,19 @@ tools:
 ## Prometheus and versitygw, compose/Dockerfile checks, Helm rendering checks. Builds the tools it needs first
 ## (not golangci-lint, which make lint builds).
 TEST_TOOLS := jaeger kube-score prometheus promtool versitygw amtool alertmanager
+## The three modules' tests run at the same time once the tools exist: much of each is waiting on processes
+## and sockets, so together they take about as long as the longest (the service module's) instead of the
+## sum; --output-sync prints each module's results together, when it ends.
 test:
 	bash tools/install.sh $(TEST_TOOLS)
+	$(MAKE) --no-print-directory -j3 --output-sync=target test-service test-compose test-k8s
+
+## test-service / test-compose / test-k8s: one module's tests (the tools must exist: make tools)
+test-service:
 	go test -race -count=1 ./...
+test-compose:
 	cd test/compose && go test -count=1 ./...
+test-k8s:
 	cd test/k8s && go test -count=1 ./...
 
 ## test-short: the fast subset (no external tools, no long end-to-end runs)
