@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sre-instrumentation/storage-api/internal/testkit"
 )
 
 // plainBinary returns a build of the server without the race detector, whose memory
@@ -33,14 +35,13 @@ func plainBinary(t *testing.T) string {
 		return serverBinary
 	}
 	plainOnce.Do(func() {
-		plainPath = filepath.Join(filepath.Dir(serverBinary), "storage-api-norace")
-		out, err := exec.Command("go", "build", "-o", plainPath, ".").CombinedOutput()
-		if err != nil {
-			plainErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
+		// A failed build ends this test inside Do; plainPath stays empty for the next caller.
+		dir := filepath.Join(filepath.Dir(serverBinary), "plain")
+		testkit.BuildBinaries(t, dir, "./cmd/storage-api")
+		plainPath = filepath.Join(dir, "storage-api")
 	})
-	if plainErr != nil {
-		t.Fatal(plainErr)
+	if plainPath == "" {
+		t.Fatal("the plain (non-race) storage-api did not build; see the first test that needed it")
 	}
 	return plainPath
 }
@@ -48,7 +49,6 @@ func plainBinary(t *testing.T) string {
 var (
 	plainOnce sync.Once
 	plainPath string
-	plainErr  error
 )
 
 // procStatus reads a field of /proc/PID/status in bytes (VmRSS, VmHWM, ...).

@@ -229,3 +229,18 @@ func WaitHTTPWith(t testing.TB, client *http.Client, header http.Header, url str
 	}
 	t.Fatalf("%s did not answer %d within %v (last: %s)", url, want, within, last)
 }
+
+// BuildBinaries builds the repository's commands (package paths relative to the root, such as
+// "./cmd/storage-api") into dir with the image's build settings: CGO_ENABLED=0 and -trimpath,
+// as the Makefile's build target and the Dockerfile run them (test/compose checks those two agree).
+// So the tests run the binary that ships, and every non-race build in a test run shares one set of
+// compiled packages in the Go build cache instead of compiling the dependencies once per setting.
+func BuildBinaries(t testing.TB, dir string, pkgs ...string) {
+	t.Helper()
+	cmd := exec.Command("go", append([]string{"build", "-trimpath", "-o", dir + string(filepath.Separator)}, pkgs...)...)
+	cmd.Dir = RepoRoot(t)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %v: %v\n%s", pkgs, err, out)
+	}
+}

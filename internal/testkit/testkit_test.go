@@ -88,7 +88,7 @@ func TestSyncBuffer(t *testing.T) {
 }
 
 func TestStartStop(t *testing.T) {
-	p := Start(t, exec.Command("sh", "-c", "echo started; trap 'echo stopping; exit 0' TERM; while :; do sleep 0.05; done"))
+	p := Start(t, exec.Command("sh", "-c", "trap 'echo stopping; exit 0' TERM; echo started; while :; do sleep 0.05; done"))
 	for !strings.Contains(p.Out.String(), "started") {
 		time.Sleep(10 * time.Millisecond)
 		select {

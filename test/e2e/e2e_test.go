@@ -587,11 +587,7 @@ var httpClient = &http.Client{Timeout: 10 * time.Second}
 func buildBinaries(ctx context.Context, t *testing.T, dir string) string {
 	t.Helper()
 	bin := filepath.Join(dir, "bin")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin+string(filepath.Separator), "./cmd/storage-api", "./cmd/loadgen")
-	build.Dir = absPath(t, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	testkit.BuildBinaries(t, bin, "./cmd/storage-api", "./cmd/loadgen")
 	return bin
 }
 

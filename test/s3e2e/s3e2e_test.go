@@ -27,12 +27,9 @@ var client = &http.Client{Timeout: 15 * time.Second}
 // buildAPI builds cmd/storage-api once per test binary run.
 func buildAPI(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "storage-api")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/sre-instrumentation/storage-api/cmd/storage-api")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build storage-api: %v\n%s", err, out)
-	}
-	return bin
+	dir := t.TempDir()
+	testkit.BuildBinaries(t, dir, "./cmd/storage-api")
+	return filepath.Join(dir, "storage-api")
 }
 
 type api struct {
