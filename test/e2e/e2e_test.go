@@ -79,18 +79,8 @@ func TestEndToEnd(t *testing.T) {
 		"--web.listen-address="+amAddr, "--cluster.listen-address=", "--log.level=debug")
 
 	// Prometheus with the repository's configuration and rules, sending to that Alertmanager.
-	cfg := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfg, []byte(testConfig(t, apiAddr, loadgenAddr, amAddr)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	serve(ctx, t, "http://"+promAddr+"/-/ready", nil, prometheusBin,
-		"--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
-		"--web.listen-address="+promAddr, "--scrape.discovery-reload-interval=500ms", "--log.level=info")
-	p := promAPI{base: "http://" + promAddr}
-	waitFor(ctx, t, "first scrape of storage-api", func() (bool, error) {
-		r, err := p.instant(ctx, `up{job="storage_api"} == 1`, time.Now())
-		return len(r) > 0, err
-	})
+	p := startPrometheus(ctx, t, prometheusBin, dir, promAddr, testConfig(t, apiAddr, loadgenAddr, amAddr),
+		"--scrape.discovery-reload-interval=500ms")
 	rangeStart := time.Now() // includes a few idle seconds: expressions must not give NaN there
 
 	// Traffic.
@@ -602,6 +592,25 @@ func serve(ctx context.Context, t *testing.T, readyURL string, env []string, bin
 	}
 	p := testkit.Start(t, cmd)
 	testkit.WaitHTTP(t, readyURL, http.StatusOK, 30*time.Second, p)
+	return p
+}
+
+// startPrometheus runs Prometheus on addr with config (written to dir) and its data in dir, plus extra flags, and
+// returns its API once it has scraped storage-api for the first time.
+func startPrometheus(ctx context.Context, t *testing.T, bin, dir, addr, config string, extra ...string) promAPI {
+	t.Helper()
+	cfg := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	serve(ctx, t, "http://"+addr+"/-/ready", nil, bin, append([]string{
+		"--config.file=" + cfg, "--storage.tsdb.path=" + filepath.Join(dir, "tsdb"),
+		"--web.listen-address=" + addr, "--log.level=info"}, extra...)...)
+	p := promAPI{base: "http://" + addr}
+	waitFor(ctx, t, "first scrape of storage-api", func() (bool, error) {
+		r, err := p.instant(ctx, `up{job="storage_api"} == 1`, time.Now())
+		return len(r) > 0, err
+	})
 	return p
 }
 

@@ -81,18 +81,8 @@ func TestTracesEndToEnd(t *testing.T) {
 	api := serve(ctx, t, "http://"+apiAddr+"/readyz", apiOtel, filepath.Join(bin, "storage-api"),
 		"-listen-address", apiAddr, "-storage", "bolt", "-data-dir", filepath.Join(dir, "data"), "-access-log=true")
 
-	cfg := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfg, []byte(testConfig(t, apiAddr, loadgenAddr, testkit.FreeAddr(t))), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	serve(ctx, t, "http://"+promAddr+"/-/ready", nil, prometheusBin,
-		"--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
-		"--web.listen-address="+promAddr, "--enable-feature=exemplar-storage", "--log.level=info")
-	p := promAPI{base: "http://" + promAddr}
-	waitFor(ctx, t, "first scrape of storage-api", func() (bool, error) {
-		r, err := p.instant(ctx, `up{job="storage_api"} == 1`, time.Now())
-		return len(r) > 0, err
-	})
+	p := startPrometheus(ctx, t, prometheusBin, dir, promAddr, testConfig(t, apiAddr, loadgenAddr, testkit.FreeAddr(t)),
+		"--enable-feature=exemplar-storage")
 
 	loadStart := time.Now()
 	out := runLoadgen(ctx, t, filepath.Join(bin, "loadgen"), otel("loadgen", "OTEL_TRACES_SAMPLER=traceidratio",
