@@ -36,6 +36,15 @@ import (
 // Without it helm would assume whatever its client library was built with.
 const kubeVersion = "1.36.4"
 
+// kubeVer is kubeVersion parsed, once.
+var kubeVer = func() *common.KubeVersion {
+	kv, err := common.ParseKubeVersion(kubeVersion)
+	if err != nil {
+		panic(err)
+	}
+	return kv
+}()
+
 var (
 	repoRoot = mustRepoRoot()
 	chartDir = filepath.Join(repoRoot, "deploy", "helm", "storage-api")
@@ -74,12 +83,8 @@ func renderChart(chartPath string, crds bool, args ...string) (string, error) {
 	if err := chartutil.ProcessDependencies(ch, vals); err != nil {
 		return "", fmt.Errorf("chart dependencies processing failed: %w", err)
 	}
-	kv, err := common.ParseKubeVersion(kubeVersion)
-	if err != nil {
-		return "", err
-	}
 	caps := common.DefaultCapabilities.Copy()
-	caps.KubeVersion = *kv
+	caps.KubeVersion = *kubeVer
 	if crds {
 		caps.APIVersions = append(caps.APIVersions, "monitoring.coreos.com/v1")
 	}
@@ -123,11 +128,7 @@ func lintChart(chartPath string, args ...string) error {
 	if err != nil {
 		return err
 	}
-	kv, err := common.ParseKubeVersion(kubeVersion)
-	if err != nil {
-		return err
-	}
-	linter := lint.RunAll(chartPath, vals, "storage", lint.WithKubeVersion(kv))
+	linter := lint.RunAll(chartPath, vals, "storage", lint.WithKubeVersion(kubeVer))
 	var errs []error
 	for _, msg := range linter.Messages {
 		if msg.Severity >= support.WarningSev {
@@ -154,31 +155,38 @@ func packageChart(chartPath, dest string) (string, error) {
 	return chartutil.Save(ch, dest)
 }
 
-// valuesFromArgs merges --values files and then --set assignments, in order, the way helm's
-// values options do.
+// valuesFromArgs merges the --values files, then the --set assignments, each in the order given, as helm's
+// values options do (whatever the order of the flags between the two kinds).
 func valuesFromArgs(args []string) (map[string]any, error) {
-	vals := map[string]any{}
+	var files, sets []string
 	for i := 0; i < len(args); i += 2 {
 		if i+1 == len(args) {
 			return nil, fmt.Errorf("%s: missing its value", args[i])
 		}
 		switch flag, v := args[i], args[i+1]; flag {
 		case "--values", "-f":
-			data, err := os.ReadFile(v)
-			if err != nil {
-				return nil, err
-			}
-			m, err := loader.LoadValues(bytes.NewReader(data))
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", v, err)
-			}
-			vals = loader.MergeMaps(vals, m)
+			files = append(files, v)
 		case "--set":
-			if err := strvals.ParseInto(v, vals); err != nil {
-				return nil, fmt.Errorf("--set %s: %w", v, err)
-			}
+			sets = append(sets, v)
 		default:
 			return nil, fmt.Errorf("valuesFromArgs: %s is not a values flag (want --set or --values)", flag)
+		}
+	}
+	vals := map[string]any{}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		m, err := loader.LoadValues(bytes.NewReader(data))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		vals = loader.MergeMaps(vals, m)
+	}
+	for _, v := range sets {
+		if err := strvals.ParseInto(v, vals); err != nil {
+			return nil, fmt.Errorf("--set %s: %w", v, err)
 		}
 	}
 	return vals, nil
