@@ -50,7 +50,7 @@ test-short:
 ## strict typed decoding, kube-score)
 helm-test:
 	bash tools/install.sh kube-score
-	cd test/k8s && go test -count=1 ./...
+	$(MAKE) --no-print-directory test-k8s
 
 ## k8s-apiserver-test: optional, slow the first time (~20 min to build kube-apiserver and
 ## etcd, cached): helm install --dry-run=server and a real install against a real apiserver
