@@ -44,10 +44,11 @@ VERSITYGW_VERSION=v1.8.0
 # make lint) keep the default optimised build.
 FIXTURE_FLAGS=(-gcflags=all=-N\ -l -ldflags=-s\ -w)
 
-# install NAME VERSION PACKAGE [go install flags...]
-install() {
-  local name=$1 version=$2 pkg=$3
-  shift 3
+# install_in DIR NAME VERSION TARGET [go install flags...] runs `go install FLAGS TARGET` in DIR unless the
+# stamp says NAME was built from VERSION with the same flags.
+install_in() {
+  local dir=$1 name=$2 version=$3 target=$4
+  shift 4
   local stamp="$bin/.$name.version"
   if [[ -x "$bin/$name" && -f "$stamp" && "$(cat "$stamp")" == "$version $*" ]]; then
     return 0
@@ -55,27 +56,26 @@ install() {
   echo "tools: building $name $version (cached afterwards in .tools/bin)" >&2
   local start=$SECONDS
   # Explicit: build_one runs under ||, where set -e does not stop a failed command.
-  GOBIN="$bin" GOFLAGS=-mod=mod go install "$@" "$pkg@$version" || return 1
+  (cd "$dir" && GOBIN="$bin" go install "$@" "$target") || return 1
   echo "$version $*" >"$stamp"
   echo "tools: $name built in $((SECONDS - start))s" >&2
 }
 
+# install NAME VERSION PACKAGE [go install flags...]: PACKAGE@VERSION, outside any module of this repository.
+install() {
+  local name=$1 version=$2 pkg=$3
+  shift 3
+  GOFLAGS=-mod=mod install_in . "$name" "$version" "$pkg@$version" "$@"
+}
+
 # install_jaeger builds the Jaeger v2 all-in-one. Its go.mod has replace directives, so
 # `go install pkg@version` refuses it: tools/jaeger is a module of its own that pins it (go get -tool),
-# and the build runs from there. The stamp is the pinned version, so only a new pin rebuilds it (about
-# 9 minutes on an idle 2-core machine, 25 on a busy one).
+# and the build runs from there. The stamp is the pinned version, so only a new pin rebuilds it.
 install_jaeger() {
-  local stamp="$bin/.jaeger.version" version
+  local version
   version=$(awk '$1 == "github.com/jaegertracing/jaeger" { print $2 }' tools/jaeger/go.mod)
   [[ -n "$version" ]] || { echo "tools: no jaeger version in tools/jaeger/go.mod" >&2; return 1; }
-  if [[ -x "$bin/jaeger" && -f "$stamp" && "$(cat "$stamp")" == "$version ${FIXTURE_FLAGS[*]}" ]]; then
-    return 0
-  fi
-  echo "tools: building jaeger $version (cached afterwards in .tools/bin)" >&2
-  local start=$SECONDS
-  (cd tools/jaeger && GOBIN="$bin" go install "${FIXTURE_FLAGS[@]}" github.com/jaegertracing/jaeger/cmd/jaeger) || return 1
-  echo "$version ${FIXTURE_FLAGS[*]}" >"$stamp"
-  echo "tools: jaeger built in $((SECONDS - start))s" >&2
+  install_in tools/jaeger jaeger "$version" github.com/jaegertracing/jaeger/cmd/jaeger "${FIXTURE_FLAGS[@]}"
 }
 
 # build_one NAME builds one tool (or returns at once when its stamp says it is current).
