@@ -70,6 +70,9 @@ type S3 struct {
 // Backends are the accepted -storage values.
 var Backends = []string{"bolt", "memory", "s3"}
 
+// DefaultMaxObjectSize is -max-object-size's default: 10 MiB.
+const DefaultMaxObjectSize = 10 << 20
+
 // Parse parses args (without the program name) and the environment, normalises what has
 // more than one spelling (PORT, a bare -debug-address port) and validates the result. Every
 // problem is reported at once, as a cli.UsageError; -h returns flag.ErrHelp, the usage
@@ -82,7 +85,7 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	fs.StringVar(&c.DebugAddress, "debug-address", "DEBUG_ADDRESS", "", "address of a separate listener serving /debug/pprof/ (never on the API port); a bare port or :port binds 127.0.0.1; empty: off")
 	fs.StringVar(&c.Storage, "storage", "STORAGE_BACKEND", "bolt", "storage backend: "+strings.Join(Backends, ", "))
 	fs.StringVar(&c.DataDir, "data-dir", "DATA_DIR", "./data", "bolt: directory of the database file (created if missing)")
-	fs.Int64Var(&c.MaxObjectSize, "max-object-size", "MAX_OBJECT_SIZE", 10<<20, "largest object accepted, in bytes")
+	fs.Int64Var(&c.MaxObjectSize, "max-object-size", "MAX_OBJECT_SIZE", DefaultMaxObjectSize, "largest object accepted, in bytes")
 	logLevel := fs.String("log-level", "LOG_LEVEL", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&c.AccessLog, "access-log", "ACCESS_LOG", true, "log one line per request")
 	fs.BoolVar(&c.Metrics, "metrics", "METRICS_ENABLED", true, "record request and storage metrics (false only to measure their overhead; /metrics still serves the runtime and build metrics)")

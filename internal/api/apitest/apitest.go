@@ -16,14 +16,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sre-instrumentation/storage-api/internal/api"
+	"github.com/sre-instrumentation/storage-api/internal/config"
 	"github.com/sre-instrumentation/storage-api/internal/fault"
 	"github.com/sre-instrumentation/storage-api/internal/metrics"
 	"github.com/sre-instrumentation/storage-api/internal/storage"
 	"github.com/sre-instrumentation/storage-api/internal/storage/memory"
 )
-
-// defaultMaxObjectSize is storage-api's -max-object-size default.
-const defaultMaxObjectSize = 10 << 20
 
 // Options are what a test may set; everything else is as storage-api runs by default.
 type Options struct {
@@ -55,7 +53,7 @@ func New(o Options) *API {
 	store := metrics.InstrumentStore(memory.New(), "memory", reg)
 	size := o.MaxObjectSize
 	if size == 0 {
-		size = defaultMaxObjectSize
+		size = config.DefaultMaxObjectSize
 	}
 	h := api.New(api.Options{
 		Store:         store,
