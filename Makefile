@@ -70,17 +70,17 @@ bench-load:
 ## fuzz: run each fuzz target for FUZZTIME; their seed corpora run in `make test`; test/compose checks every Fuzz function is listed here. CI runs `make fuzz FUZZTIME=5s`.
 FUZZTIME ?= 20s
 fuzz:
-	go test -run '^$$' -fuzz FuzzHandler -fuzztime $(FUZZTIME) ./internal/api
-	go test -run '^$$' -fuzz FuzzValidateID -fuzztime $(FUZZTIME) ./internal/api
-	go test -run '^$$' -fuzz FuzzETagMatches -fuzztime $(FUZZTIME) ./internal/api
-	go test -run '^$$' -fuzz FuzzAccessLogString -fuzztime $(FUZZTIME) ./internal/api
-	go test -run '^$$' -fuzz FuzzParseCondition -fuzztime $(FUZZTIME) ./internal/api
-	go test -run '^$$' -fuzz FuzzFramingScanner -fuzztime $(FUZZTIME) ./internal/api
-	go test -run '^$$' -fuzz FuzzRecord -fuzztime $(FUZZTIME) ./internal/storage/bolt
-	go test -run '^$$' -fuzz FuzzCheckMeta -fuzztime $(FUZZTIME) ./internal/storage/bolt
-	go test -run '^$$' -fuzz FuzzObjectName -fuzztime $(FUZZTIME) ./internal/storage/s3
-	go test -run '^$$' -fuzz FuzzParseMix -fuzztime $(FUZZTIME) ./internal/loadgen
-	go test -run '^$$' -fuzz FuzzParseSize -fuzztime $(FUZZTIME) ./internal/loadgen
+	bash scripts/fuzz.sh -run '^$$' -fuzz FuzzHandler -fuzztime $(FUZZTIME) ./internal/api
+	bash scripts/fuzz.sh -run '^$$' -fuzz FuzzValidateID -fuzztime $(FUZZTIME) ./internal/api
+	bash scripts/fuzz.sh -run '^$$' -fuzz FuzzETagMatches -fuzztime $(FUZZTIME) ./internal/api
+	bash scripts/fuzz.sh -run '^$$' -fuzz FuzzAccessLogString -fuzztime $(FUZZTIME) ./internal/api
+	bash scripts/fuzz.sh -run '^$$' -fuzz FuzzParseCondition -fuzztime $(FUZZTIME) ./internal/api
+	bash scripts/fuzz.sh -run '^$$' -fuzz FuzzFramingScanner -fuzztime $(FUZZTIME) ./internal/api
+	bash scripts/fuzz.sh -run '^$$' -fuzz FuzzRecord -fuzztime $(FUZZTIME) ./internal/storage/bolt
+	bash scripts/fuzz.sh -run '^$$' -fuzz FuzzCheckMeta -fuzztime $(FUZZTIME) ./internal/storage/bolt
+	bash scripts/fuzz.sh -run '^$$' -fuzz FuzzObjectName -fuzztime $(FUZZTIME) ./internal/storage/s3
+	bash scripts/fuzz.sh -run '^$$' -fuzz FuzzParseMix -fuzztime $(FUZZTIME) ./internal/loadgen
+	bash scripts/fuzz.sh -run '^$$' -fuzz FuzzParseSize -fuzztime $(FUZZTIME) ./internal/loadgen
 
 ## lint: gofmt on the tree; go vet and golangci-lint (.golangci.yml, pinned in tools/install.sh) on every module that holds packages (found, not listed, so a new module is
 ## vetted too; tools/* only pin tool versions). test/k8s/apiserver's vet compiles etcd's server packages: about
